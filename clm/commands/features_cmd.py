@@ -1,0 +1,48 @@
+"""`clm features build | apply | materialize`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from clm.context import State, user_errors
+
+features_app = typer.Typer(help="Feature tables, labels and the Feast feature store.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(features_app, name="features")
+
+
+@features_app.command("build")
+def build(ctx: typer.Context) -> None:
+    """Build the feature tables and labels from the raw tables (DuckDB SQL)."""
+    state: State = ctx.obj
+    with user_errors():
+        from features.pipeline import run_build
+
+        run_build(state.settings)
+
+
+@features_app.command("apply")
+def apply(ctx: typer.Context) -> None:
+    """Register the Feast definitions (feast apply) for the configured profile."""
+    state: State = ctx.obj
+    with user_errors():
+        from features.store import run_apply
+
+        run_apply(state.settings)
+
+
+@features_app.command("materialize")
+def materialize(
+    ctx: typer.Context,
+    full: Annotated[bool, typer.Option("--full", help="Reload everything instead of incrementally.")] = False,
+) -> None:
+    """Load the latest feature values into the online store (incremental by default)."""
+    state: State = ctx.obj
+    with user_errors():
+        from features.store import run_materialize
+
+        run_materialize(state.settings, full=full)

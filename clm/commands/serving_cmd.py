@@ -1,0 +1,41 @@
+"""`clm serve` and `clm score-batch`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from clm.context import State, user_errors
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)
+    app.command("score-batch")(score_batch)
+
+
+def serve(
+    ctx: typer.Context,
+    port: Annotated[int, typer.Option("--port", "-p", help="HTTP port.")] = 3000,
+    host: Annotated[str, typer.Option("--host", help="Interface to bind.")] = "127.0.0.1",
+) -> None:
+    """Start the BentoML scoring service (needs CLM_API_KEYS; CLM_ADMIN_TOKEN for admin routes)."""
+    state: State = ctx.obj
+    with user_errors():
+        from serving.launch import run_serve
+
+        run_serve(state.settings, host=host, port=port)
+
+
+def score_batch(
+    ctx: typer.Context,
+    as_of: Annotated[str, typer.Option("--as-of", help="Snapshot date, YYYY-MM-DD (the month end to score).")],
+    out: Annotated[Path, typer.Option("--out", help="Output parquet file.")],
+) -> None:
+    """Score every customer with the three champion models from the offline store."""
+    state: State = ctx.obj
+    with user_errors():
+        from serving.batch import run_score_batch
+
+        run_score_batch(state.settings, as_of=as_of, out=out)

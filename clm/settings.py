@@ -1,0 +1,242 @@
+"""One typed settings object, read once at the entry point and passed down.
+
+`Settings.load()` reads `mlflow.yaml` (or `$CLM_CONFIG`), resolves the workspace
+(`$CLM_HOME`, default `./workspace`) and lets each tool's own environment
+variables win (`MLFLOW_TRACKING_URI`, `MLFLOW_REGISTRY_URI`). No other module
+reads the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+FAMILIES = ("churn", "propensity", "stage")
+
+
+class SettingsError(ValueError):
+    """The configuration file is missing, malformed or has unknown keys."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MlflowSettings(_Section):
+    tracking_uri: str = "sqlite:///{home}/mlflow/mlflow.db"
+    registry_uri: str | None = None
+    artifact_location: str = "{home}/mlflow/artifacts"
+    training_experiment: str = "clm-training"
+    monitoring_experiment: str = "clm-monitoring"
+
+
+class ModelSettings(_Section):
+    registered_name: str
+    feature_service: str
+
+
+class ModelsSettings(_Section):
+    churn: ModelSettings = ModelSettings(registered_name="clm-churn", feature_service="churn_v1")
+    propensity: ModelSettings = ModelSettings(
+        registered_name="clm-propensity", feature_service="propensity_v1"
+    )
+    stage: ModelSettings = ModelSettings(registered_name="clm-stage", feature_service="stage_v1")
+
+    def family(self, name: str) -> ModelSettings:
+        if name not in FAMILIES:
+            raise SettingsError(f"unknown model family {name!r}; expected one of {', '.join(FAMILIES)}")
+        return getattr(self, name)
+
+
+class AliasSettings(_Section):
+    champion: str = "champion"
+    challenger: str = "challenger"
+
+
+class TrainingSettings(_Section):
+    trials: int = Field(20, ge=1)
+    seed: int = 42
+    optuna_storage: str | None = None
+    validation_months: int = Field(3, ge=1)
+    test_months: int = Field(1, ge=1)
+
+
+class PromotionSettings(_Section):
+    margin: float = 0.002
+    segment_tolerance: float = 0.02
+    primary_metric: dict[str, str] = {"churn": "auc", "propensity": "mean_auc", "stage": "macro_f1"}
+
+
+class ServingSettings(_Section):
+    poll_seconds: float = Field(10, gt=0)
+    max_ids: int = Field(1000, ge=1)
+    max_body_bytes: int = Field(1_048_576, ge=1024)
+    prediction_log_flush_seconds: float = Field(1.0, gt=0, le=1.0)
+
+
+class MonitoringSettings(_Section):
+    psi_amber: float = 0.10
+    psi_red: float = 0.25
+    bins: int = Field(10, ge=2)
+    performance_min_age_days: int = 90
+
+
+class FeatureSettings(_Section):
+    profile: Literal["embedded", "production"] = "embedded"
+    redis_connection: str = "127.0.0.1:6379"
+    registry_postgres: str = "postgresql+psycopg://postgres@127.0.0.1:5432/clm_feast"
+
+
+class Settings(_Section):
+    """Everything a command needs, resolved. `home` is absolute."""
+
+    home: Path
+    config_path: Path | None = None
+    mlflow: MlflowSettings = MlflowSettings()
+    models: ModelsSettings = ModelsSettings()
+    aliases: AliasSettings = AliasSettings()
+    training: TrainingSettings = TrainingSettings()
+    promotion: PromotionSettings = PromotionSettings()
+    serving: ServingSettings = ServingSettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
+    features: FeatureSettings = FeatureSettings()
+    # Secrets come from the environment only, never from files; never logged.
+    api_keys: tuple[str, ...] = Field(default=(), repr=False)
+    admin_token: str | None = Field(default=None, repr=False)
+
+    # --- workspace layout (see docs/contracts.md) ---
+    @property
+    def raw_dir(self) -> Path:
+        return self.home / "raw"
+
+    @property
+    def feature_dir(self) -> Path:
+        return self.home / "features"
+
+    @property
+    def feast_dir(self) -> Path:
+        return self.home / "feast"
+
+    @property
+    def predictions_dir(self) -> Path:
+        return self.home / "predictions"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.home / "reports"
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow.tracking_uri.format(home=self.home.as_posix())
+
+    @property
+    def registry_uri(self) -> str:
+        if self.mlflow.registry_uri:
+            return self.mlflow.registry_uri.format(home=self.home.as_posix())
+        return self.tracking_uri
+
+    @property
+    def artifact_location(self) -> str:
+        return self.mlflow.artifact_location.format(home=self.home.as_posix())
+
+    @property
+    def optuna_storage(self) -> str:
+        if self.training.optuna_storage:
+            return self.training.optuna_storage.format(home=self.home.as_posix())
+        return f"sqlite:///{(self.home / 'optuna' / 'studies.db').as_posix()}"
+
+    def public_dict(self) -> dict[str, Any]:
+        """The resolved settings without secrets, for logging to MLflow."""
+        data = self.model_dump(mode="json", exclude={"api_keys", "admin_token"})
+        data["resolved"] = {
+            "tracking_uri": self.tracking_uri,
+            "registry_uri": self.registry_uri,
+            "optuna_storage": _redact(self.optuna_storage),
+        }
+        return data
+
+    @classmethod
+    def load(
+        cls,
+        config: str | os.PathLike[str] | None = None,
+        home: str | os.PathLike[str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> Settings:
+        """Read the configuration once. `env` defaults to `os.environ` (entry points only)."""
+        env = dict(os.environ if env is None else env)
+        path = _config_path(config, env)
+        data: dict[str, Any] = {}
+        if path is not None:
+            try:
+                loaded = yaml.safe_load(path.read_text()) or {}
+            except yaml.YAMLError as exc:
+                raise SettingsError(f"{path}: not valid YAML: {exc}") from exc
+            if not isinstance(loaded, dict):
+                raise SettingsError(f"{path}: expected a mapping at the top level")
+            data.update(loaded)
+        for forbidden in ("home", "config_path", "api_keys", "admin_token"):
+            if forbidden in data:
+                raise SettingsError(
+                    f"{path}: key {forbidden!r} cannot be set in the file "
+                    "(use CLM_HOME, CLM_CONFIG, CLM_API_KEYS, CLM_ADMIN_TOKEN)"
+                )
+        home_path = Path(home or env.get("CLM_HOME") or "workspace").expanduser().resolve()
+        data["home"] = home_path
+        data["config_path"] = path
+        keys = [k.strip() for k in env.get("CLM_API_KEYS", "").split(",") if k.strip()]
+        data["api_keys"] = tuple(keys)
+        data["admin_token"] = env.get("CLM_ADMIN_TOKEN") or None
+        if env.get("CLM_PROFILE"):
+            data.setdefault("features", {})
+            data["features"] = {**data["features"], "profile": env["CLM_PROFILE"]}
+        mlflow_section = dict(data.get("mlflow") or {})
+        if env.get("MLFLOW_TRACKING_URI"):
+            mlflow_section["tracking_uri"] = env["MLFLOW_TRACKING_URI"]
+        if env.get("MLFLOW_REGISTRY_URI"):
+            mlflow_section["registry_uri"] = env["MLFLOW_REGISTRY_URI"]
+        if mlflow_section:
+            data["mlflow"] = mlflow_section
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise SettingsError(_explain(exc, path)) from None
+
+
+def _config_path(config: str | os.PathLike[str] | None, env: dict[str, str]) -> Path | None:
+    if config is not None or env.get("CLM_CONFIG"):
+        path = Path(config or env["CLM_CONFIG"]).expanduser()
+        if not path.is_file():
+            raise SettingsError(f"configuration file not found: {path}")
+        return path.resolve()
+    for candidate in (Path.cwd() / "mlflow.yaml", REPO_ROOT / "mlflow.yaml"):
+        if candidate.is_file():
+            return candidate.resolve()
+    return None
+
+
+def _explain(exc: ValidationError, path: Path | None) -> str:
+    where = str(path) if path else "settings"
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            lines.append(f"{where}: unknown key {key!r}")
+        else:
+            lines.append(f"{where}: {key}: {err['msg']}")
+    return "\n".join(lines)
+
+
+def _redact(uri: str) -> str:
+    """Hide a password in a database URI."""
+    if "://" in uri and "@" in uri:
+        scheme, rest = uri.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        if ":" in creds:
+            creds = creds.split(":", 1)[0] + ":***"
+        return f"{scheme}://{creds}@{host}"
+    return uri
