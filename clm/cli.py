@@ -26,11 +26,15 @@ def main(
     ctx: typer.Context,
     config: Annotated[
         Path | None,
-        typer.Option("--config", help="Settings file (default: $CLM_CONFIG, ./mlflow.yaml, the repo's)."),
+        typer.Option(
+            "--config", help="Settings file (default: $CLM_CONFIG, ./mlflow.yaml, the repo's)."
+        ),
     ] = None,
     home: Annotated[
         Path | None,
-        typer.Option("--home", help="Workspace folder for all run state (default: $CLM_HOME or ./workspace)."),
+        typer.Option(
+            "--home", help="Workspace folder for all run state (default: $CLM_HOME or ./workspace)."
+        ),
     ] = None,
 ) -> None:
     ctx.obj = State(config=config, home=home)

@@ -47,7 +47,9 @@ def user_errors() -> Iterator[None]:
     """Turn the packages' actionable errors into a message and exit code 2 (no traceback)."""
     from clm.errors import ClmError
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
     try:
         yield
     except ClmError as exc:

@@ -23,7 +23,11 @@ def test_unknown_key_is_named(tmp_path: Path) -> None:
 def test_tool_environment_wins(tmp_path: Path) -> None:
     s = Settings.load(
         home=tmp_path,
-        env={"MLFLOW_TRACKING_URI": "postgresql://u@h/db", "CLM_API_KEYS": "key-one, key-two,,", "CLM_HOME": "/nope"},
+        env={
+            "MLFLOW_TRACKING_URI": "postgresql://u@h/db",
+            "CLM_API_KEYS": "key-one, key-two,,",
+            "CLM_HOME": "/nope",
+        },
     )
     assert s.tracking_uri == "postgresql://u@h/db"
     assert s.registry_uri == "postgresql://u@h/db"

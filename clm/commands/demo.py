@@ -15,7 +15,9 @@ def register(app: typer.Typer) -> None:
 
 def demo(
     ctx: typer.Context,
-    customers: Annotated[int, typer.Option("--customers", help="Size of the simulated bank.")] = 3000,
+    customers: Annotated[
+        int, typer.Option("--customers", help="Size of the simulated bank.")
+    ] = 3000,
     months: Annotated[int, typer.Option("--months", help="Months of history.")] = 18,
     trials: Annotated[int, typer.Option("--trials", help="Optuna trials per model.")] = 5,
 ) -> None:
