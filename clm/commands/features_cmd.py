@@ -8,11 +8,19 @@ import typer
 
 from clm.context import State, user_errors
 
-features_app = typer.Typer(help="Feature tables, labels and the Feast feature store.", no_args_is_help=True)
+features_app = typer.Typer(
+    help="Feature tables, labels and the Feast feature store.", no_args_is_help=True
+)
 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(features_app, name="features")
+
+
+def _say(message: str) -> None:
+    from rich.console import Console
+
+    Console(stderr=True).print(message, highlight=False, soft_wrap=True)
 
 
 @features_app.command("build")
@@ -22,7 +30,12 @@ def build(ctx: typer.Context) -> None:
     with user_errors():
         from features.pipeline import run_build
 
-        run_build(state.settings)
+        summary = run_build(state.settings)
+        _say(
+            f"features: {summary['rows']:,} rows ({summary['customers']:,} customers x "
+            f"{len(summary['snapshots'])} snapshots, {len(summary['features'])} features), "
+            f"{summary['labelled_rows']:,} labelled, in {summary['seconds']:.1f}s -> {state.settings.feature_dir}"
+        )
 
 
 @features_app.command("apply")
@@ -33,12 +46,16 @@ def apply(ctx: typer.Context) -> None:
         from features.store import run_apply
 
         run_apply(state.settings)
+        s = state.settings.features
+        _say(f"feast apply: project {s.project!r}, profile {s.profile}")
 
 
 @features_app.command("materialize")
 def materialize(
     ctx: typer.Context,
-    full: Annotated[bool, typer.Option("--full", help="Reload everything instead of incrementally.")] = False,
+    full: Annotated[
+        bool, typer.Option("--full", help="Reload everything instead of incrementally.")
+    ] = False,
 ) -> None:
     """Load the latest feature values into the online store (incremental by default)."""
     state: State = ctx.obj
@@ -46,3 +63,6 @@ def materialize(
         from features.store import run_materialize
 
         run_materialize(state.settings, full=full)
+        _say(
+            f"online store loaded ({'full' if full else 'incremental'}, profile {state.settings.features.profile})"
+        )
