@@ -18,7 +18,14 @@ def register(app: typer.Typer) -> None:
 def train(
     ctx: typer.Context,
     model: Annotated[str, typer.Argument(help="churn, propensity, stage or all.")],
-    trials: Annotated[int | None, typer.Option("--trials", min=0, help="Optuna trials (default from mlflow.yaml; 0 = default parameters only).")] = None,
+    trials: Annotated[
+        int | None,
+        typer.Option(
+            "--trials",
+            min=0,
+            help="Optuna trials (default from mlflow.yaml; 0 = default parameters only).",
+        ),
+    ] = None,
 ) -> None:
     """Train on Feast training sets, log to MLflow, register a version as challenger (and champion if none)."""
     state: State = ctx.obj

@@ -1,0 +1,329 @@
+"""`clm train`: training set -> tuning -> final boosters -> evaluation -> MLflow run -> registry."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from clm.domain import PROPENSITY_PRODUCTS, STAGES
+from clm.errors import ClmError
+from clm.settings import FAMILIES
+from training import evaluate, metrics
+from training.booster_model import BoosterModel
+from training.data import TrainingSet, load_training_set, stage_index
+from training.model_format import REFERENCE_ROWS, log_family_model, manifest_for
+from training.train import Task, fit, tasks_for
+from training.tune import study_name, tune
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from clm.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class TrainingError(ClmError):
+    """Training cannot produce a model from this data."""
+
+
+def run_train(
+    settings: Settings, *, model: str, trials: int | None, progress: bool = True
+) -> dict[str, str]:
+    """Train, log and register each family; returns family -> registered version."""
+    families = FAMILIES if model == "all" else (model,)
+    if model != "all" and model not in FAMILIES:
+        raise TrainingError(
+            f"unknown model {model!r}; expected one of {', '.join(FAMILIES)} or all"
+        )
+    n_trials = settings.training.trials if trials is None else trials
+    if n_trials < 0:
+        raise TrainingError(f"--trials must be >= 0, got {n_trials}")
+    versions = {}
+    for family in families:
+        training_set = load_training_set(settings, family, progress=progress)
+        versions[family] = train_family(settings, training_set, trials=n_trials, progress=progress)
+    return versions
+
+
+def _fit_all(
+    tasks: list[Task],
+    features: list[str],
+    params: dict[str, Any],
+    seed: int,
+    family: str,
+    progress: bool,
+) -> dict[str, Any]:
+    """The final boosters, on the whole training split, with a progress bar over boosters."""
+    boosters = {}
+    if progress:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        with Progress(
+            TextColumn("training {task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+        ) as bar:
+            task_id = bar.add_task(family, total=len(tasks))
+            for task in tasks:
+                bar.update(task_id, description=f"{family}: {task.key}")
+                boosters[task.key], _ = fit(task, features, params, seed=seed)
+                bar.advance(task_id)
+    else:
+        for task in tasks:
+            boosters[task.key], _ = fit(task, features, params, seed=seed)
+    return boosters
+
+
+def train_family(
+    settings: Settings, training_set: TrainingSet, *, trials: int, progress: bool = True
+) -> str:
+    """Tune, fit, evaluate, log one family to MLflow and register it; returns the version."""
+    import mlflow
+
+    from training import registry, tracking
+
+    family = training_set.family
+    features = training_set.features
+    tasks = tasks_for(training_set)
+    if not tasks:
+        raise TrainingError(
+            f"{family}: no label has both outcomes in the train and validation splits; "
+            "simulate or ingest more customers or months"
+        )
+    seed = settings.training.seed
+    name = study_name(family, training_set.feature_service, training_set.lineage)
+    tuning = tune(settings, family, tasks, features, trials=trials, name=name, progress=progress)
+    boosters = tuning.ready_boosters or _fit_all(
+        tasks, features, tuning.params, seed, family, progress
+    )
+    model = BoosterModel(
+        manifest_for(
+            family, training_set.feature_service, features, {k: f"{k}.txt" for k in boosters}
+        ),
+        boosters,
+    )
+
+    test = training_set.part("test")
+    validation = training_set.part("validation")
+    test_scores = model.score(test)
+    test_metrics = evaluate.family_metrics(family, test_scores, test)
+    val_metrics = evaluate.family_metrics(family, model.score(validation), validation)
+    logged: dict[str, float] = {f"test_{k}": v for k, v in test_metrics.items()}
+    logged.update({f"validation_{k}": v for k, v in val_metrics.items()})
+    truth = tracking.simulated_truth(settings)
+    if family == "stage":
+        train = training_set.part("train")
+        stay = metrics.stay_rate(stage_index(train["stage"]), stage_index(train["stage_next"]))
+        logged.update(
+            {f"test_baseline_{k}": v for k, v in evaluate.stage_baseline(test, stay).items()}
+        )
+        logged["baseline_stay_rate"] = stay
+    else:
+        oracle = _oracle(family, truth, test, test_scores)
+        logged.update(oracle)
+        if "oracle_auc" in oracle:
+            logged["oracle_auc_gap"] = oracle["oracle_auc"] - oracle["test_auc_oracle_rows"]
+        if "oracle_mean_auc" in oracle:
+            logged["oracle_mean_auc_gap"] = (
+                oracle["oracle_mean_auc"] - oracle["test_mean_auc_oracle_rows"]
+            )
+
+    experiment_id = tracking.configure(settings)
+    lineage = training_set.lineage
+    split_info = lineage["splits"]
+    with mlflow.start_run(
+        experiment_id=experiment_id, run_name=f"{family}-{training_set.feature_service}"
+    ) as run:
+        mlflow.set_tags(
+            {
+                "clm.family": family,
+                "clm.feature_service": training_set.feature_service,
+                **tracking.git_commit(),
+            }
+        )
+        mlflow.log_params({f"lgb.{k}": v for k, v in tuning.params.items()})
+        mlflow.log_params(
+            {
+                "family": family,
+                "feature_service": training_set.feature_service,
+                "n_features": len(features),
+                "boosters": ",".join(boosters),
+                "trials_requested": trials,
+                "trials_in_study": tuning.trials,
+                "trials_pruned": tuning.pruned,
+                "tuned_params_kept": tuning.tuned,
+                "optuna_study": tuning.study_name or "",
+                "train_snapshots": f"{split_info['train']['first_snapshot']}..{split_info['train']['last_snapshot']}",
+                "validation_snapshots": f"{split_info['validation']['first_snapshot']}..{split_info['validation']['last_snapshot']}",
+                "test_snapshots": f"{split_info['test']['first_snapshot']}..{split_info['test']['last_snapshot']}",
+            }
+        )
+        mlflow.log_metrics(
+            {k: float(v) for k, v in logged.items() if v is not None and np.isfinite(v)}
+        )
+        mlflow.log_metrics(
+            {
+                "tuning_default_value": tuning.default_value,
+                **(
+                    {"tuning_best_value": tuning.best_value}
+                    if tuning.best_value is not None
+                    else {}
+                ),
+                **{
+                    f"rows_{s}": float(split_info[s]["rows"])
+                    for s in ("train", "validation", "test")
+                },
+            }
+        )
+        mlflow.log_dict(settings.public_dict(), "settings.json")
+        mlflow.log_dict(lineage, "lineage.json")
+        mlflow.log_dict({"features": features}, "features.json")
+        _log_dataset(training_set)
+        _log_plots(family, model, test, test_scores)
+        reference = _reference_sample(training_set, model, seed)
+        model_uri = log_family_model(
+            family, training_set.feature_service, features, boosters, test, reference
+        )
+        primary = settings.promotion.primary_metric[family]
+        version = registry.register_version(
+            settings,
+            family,
+            model_uri,
+            run.info.run_id,
+            features=features,
+            feature_service=training_set.feature_service,
+            extra_tags={
+                f"clm.test_{primary}": f"{test_metrics.get(primary, float('nan')):.6f}",
+                "clm.test_snapshots": json.dumps(split_info["test"]["snapshots"]),
+            },
+        )
+        mlflow.set_tag("clm.registered_version", version)
+    log.info(
+        "%s: registered %s version %s (test %s)",
+        family,
+        settings.models.family(family).registered_name,
+        version,
+        {
+            k: round(v, 4)
+            for k, v in test_metrics.items()
+            if k in ("auc", "mean_auc", "macro_f1", "log_loss")
+        },
+    )
+    return version
+
+
+def _oracle(
+    family: str, truth: pd.DataFrame | None, test: pd.DataFrame, scores: pd.DataFrame
+) -> dict[str, float]:
+    """The simulator's oracle AUC next to the model's AUC on the very same test rows."""
+    from training.tracking import oracle_auc
+
+    if truth is None:
+        return {}
+    if family == "churn":
+        found = oracle_auc(
+            truth, test, "churn_90d", "churn_hazard_90d", scores["churn_probability"].to_numpy()
+        )
+        if not found:
+            return {}
+        return {
+            "oracle_auc": found["oracle_auc"],
+            "test_auc_oracle_rows": found["model_auc"],
+            "oracle_row_coverage": found["coverage"],
+        }
+    out: dict[str, float] = {}
+    oracles, models = [], []
+    for product in PROPENSITY_PRODUCTS:
+        label = f"adopt_{product}_90d"
+        column = f"propensity_{product}"
+        if column not in scores.columns:
+            continue
+        known = test[label].notna().to_numpy()
+        found = oracle_auc(
+            truth,
+            test[known],
+            label,
+            f"p_adopt_{product}_90d",
+            scores.loc[known, column].to_numpy(),
+        )
+        if found:
+            out[f"oracle_{product}_auc"] = found["oracle_auc"]
+            out[f"test_{product}_auc_oracle_rows"] = found["model_auc"]
+            oracles.append(found["oracle_auc"])
+            models.append(found["model_auc"])
+    if oracles:
+        out["oracle_mean_auc"] = float(np.mean(oracles))
+        out["test_mean_auc_oracle_rows"] = float(np.mean(models))
+    return out
+
+
+def _log_dataset(training_set: TrainingSet) -> None:
+    """MLflow dataset lineage per split: schema and digest of the feature service's rows.
+
+    MLflow infers the schema value by value, so it gets the first rows only; the full
+    row counts, snapshot range and label rates are in lineage.json and the params.
+    """
+    import mlflow
+    from mlflow.data.pandas_dataset import from_pandas
+
+    columns = ["customer_id", "snapshot_ts", *training_set.features]
+    for name in ("train", "validation", "test"):
+        part = training_set.part(name)
+        dataset = from_pandas(
+            part[columns].head(1000), name=f"{training_set.feature_service}:{name}"
+        )
+        mlflow.log_input(dataset, context=name, tags={"rows": str(len(part))})
+
+
+def _log_plots(family: str, model: BoosterModel, test: pd.DataFrame, scores: pd.DataFrame) -> None:
+    from training import tracking
+
+    tracking.log_importance_plot(family, model.boosters)
+    if family == "churn":
+        y = test["churn_90d"].astype(float).to_numpy()
+        tracking.log_binary_plots("churn", {"churn": (y, scores["churn_probability"].to_numpy())})
+    elif family == "propensity":
+        curves = {}
+        for product in model.boosters:
+            label = f"adopt_{product}_90d"
+            known = test[label].notna().to_numpy()
+            y = test.loc[known, label].astype(float).to_numpy()
+            if len(y) and y.min() != y.max():
+                curves[product] = (y, scores.loc[known, f"propensity_{product}"].to_numpy())
+        if curves:
+            tracking.log_binary_plots("propensity", curves)
+    else:
+        y = stage_index(test["stage_next"])
+        known = y >= 0
+        tracking.log_stage_plot(
+            y[known], scores[[f"stage_prob_{s}" for s in STAGES]].to_numpy()[known], list(STAGES)
+        )
+
+
+def _reference_sample(training_set: TrainingSet, model: BoosterModel, seed: int) -> pd.DataFrame:
+    """Validation rows with features, scores, segments and labels: monitoring's reference."""
+    from training.data import label_columns
+
+    validation = training_set.part("validation")
+    sample = validation.sample(n=min(REFERENCE_ROWS, len(validation)), random_state=seed)
+    labels = [c for c in label_columns(training_set.family) if c in sample.columns]
+    columns = ["customer_id", "snapshot_ts", *training_set.features]
+    out = sample[columns].reset_index(drop=True)
+    out = out.join(model.score(sample).reset_index(drop=True))
+    out["value_tier"] = sample["value_tier"].to_numpy()
+    out["stage"] = sample["stage"].to_numpy()
+    for label in labels:
+        if label not in out.columns:
+            out[label] = sample[label].to_numpy()
+    return out

@@ -1,0 +1,219 @@
+"""MLflow tracking: the experiment, plots, lineage, git commit and the simulator's oracle.
+
+Plots use matplotlib's Agg backend (no display). The oracle AUC scores the same
+test rows with the simulator's latent truth (`raw/truth`), for evaluation only:
+no feature ever reads it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from clm.settings import REPO_ROOT
+from training import metrics
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from clm.settings import Settings
+
+
+def configure(settings: Settings) -> str:
+    """Point MLflow at the workspace's tracking/registry URIs; returns the training experiment id."""
+    import mlflow
+
+    for uri in (settings.tracking_uri, settings.registry_uri):
+        if uri.startswith("sqlite:///"):
+            Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_registry_uri(settings.registry_uri)
+    client = mlflow.MlflowClient()
+    name = settings.mlflow.training_experiment
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return str(experiment.experiment_id)
+    location = settings.artifact_location
+    if "://" not in location:
+        Path(location).mkdir(parents=True, exist_ok=True)
+    return str(client.create_experiment(name, artifact_location=location))
+
+
+def client(settings: Settings) -> Any:
+    import mlflow
+
+    configure(settings)
+    return mlflow.MlflowClient(
+        tracking_uri=settings.tracking_uri, registry_uri=settings.registry_uri
+    )
+
+
+def git_commit() -> dict[str, str]:
+    """The commit (and whether the tree had local changes) the code came from."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    if not commit:
+        return {}
+    return {"mlflow.source.git.commit": commit, "clm.git_dirty": str(bool(dirty)).lower()}
+
+
+def simulated_truth(settings: Settings) -> pd.DataFrame | None:
+    """The simulator's truth table keyed by snapshot_ts, or None for ingested data."""
+    import pandas as pd
+
+    meta_path = settings.raw_dir / "meta.json"
+    truth_dir = settings.raw_dir / "truth"
+    if not meta_path.is_file() or not truth_dir.is_dir():
+        return None
+    if json.loads(meta_path.read_text()).get("source") != "simulator":
+        return None
+    truth = pd.read_parquet(truth_dir)
+    if "month" in truth.columns:
+        truth = truth.drop(columns=["month"])
+    month_end = pd.to_datetime(truth["month_end"])
+    # Snapshot of a month end = first instant of the next day (docs/contracts.md).
+    truth["snapshot_ts"] = (month_end + pd.Timedelta(days=1)).dt.tz_localize("UTC")
+    truth["customer_id"] = truth["customer_id"].astype(str)
+    return truth
+
+
+def oracle_auc(
+    truth: pd.DataFrame | None, rows: pd.DataFrame, label: str, truth_column: str, score: np.ndarray
+) -> dict[str, float]:
+    """AUC of the latent truth and of the model's `score` on the same rows (those truth covers).
+
+    Empty when the data is not simulated or truth covers too few rows for a fair comparison.
+    """
+    if truth is None or truth_column not in truth.columns:
+        return {}
+    keyed = rows[["customer_id", "snapshot_ts", label]].reset_index(drop=True)
+    keyed["__score"] = np.asarray(score, dtype=float)
+    keyed = keyed.merge(
+        truth[["customer_id", "snapshot_ts", truth_column]],
+        on=["customer_id", "snapshot_ts"],
+        how="left",
+    )
+    covered = keyed[keyed[truth_column].notna() & keyed[label].notna()]
+    coverage = len(covered) / max(len(keyed), 1)
+    if coverage < 0.5:
+        return {}
+    y = covered[label].astype(float).to_numpy()
+    oracle = metrics.auc(y, covered[truth_column].astype(float).to_numpy())
+    model = metrics.auc(y, covered["__score"].to_numpy())
+    if np.isnan(oracle) or np.isnan(model):
+        return {}
+    return {"oracle_auc": oracle, "model_auc": model, "coverage": coverage}
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def log_binary_plots(name: str, curves: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    """ROC, calibration and lift of one or more binary scores (test split), in one figure."""
+    import mlflow
+
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5), dpi=80)
+    for key, (y, p) in curves.items():
+        order = np.argsort(-p, kind="mergesort")
+        ys = y[order]
+        tpr = np.r_[0.0, np.cumsum(ys) / max(ys.sum(), 1)]
+        fpr = np.r_[0.0, np.cumsum(1 - ys) / max((1 - ys).sum(), 1)]
+        axes[0].plot(fpr, tpr, label=f"{key} AUC {metrics.auc(y, p):.3f}")
+        table = metrics.calibration_table(y, p)
+        axes[1].plot(
+            [r["predicted"] for r in table], [r["observed"] for r in table], "o-", label=key
+        )
+        base = max(y.mean(), 1e-12)
+        deciles = np.array_split(ys, 10)
+        axes[2].plot(
+            range(1, len(deciles) + 1),
+            [d.mean() / base if len(d) else 0 for d in deciles],
+            "o-",
+            label=key,
+        )
+    axes[0].plot([0, 1], [0, 1], "k--", linewidth=0.8)
+    axes[0].set(title=f"ROC ({name})", xlabel="false positive rate", ylabel="true positive rate")
+    axes[0].legend(loc="lower right", fontsize=7)
+    top = max(
+        max(ax_line.get_xdata().max(), ax_line.get_ydata().max()) for ax_line in axes[1].get_lines()
+    )
+    axes[1].plot([0, top], [0, top], "k--", linewidth=0.8)
+    axes[1].set(
+        title=f"calibration by score decile ({name})",
+        xlabel="mean predicted",
+        ylabel="observed rate",
+    )
+    axes[2].axhline(1.0, color="k", linestyle="--", linewidth=0.8)
+    axes[2].set(
+        title=f"lift by score decile ({name})", xlabel="decile (1 = highest scores)", ylabel="lift"
+    )
+    fig.subplots_adjust(left=0.05, right=0.98, bottom=0.12, top=0.92, wspace=0.25)
+    mlflow.log_figure(fig, f"plots/{name}_roc_calibration_lift.png")
+    plt.close(fig)
+
+
+def log_importance_plot(name: str, boosters: dict[str, Any], top: int = 25) -> None:
+    """Gain importance (summed over a family's boosters, each normalised to 1)."""
+    import mlflow
+
+    plt = _pyplot()
+    names = next(iter(boosters.values())).feature_name()
+    gains = np.zeros(len(names))
+    per_booster = {}
+    for key, booster in boosters.items():
+        g = booster.feature_importance(importance_type="gain").astype(float)
+        per_booster[key] = dict(zip(names, g.tolist(), strict=True))
+        gains += g / g.sum() if g.sum() > 0 else g
+    order = np.argsort(gains)[::-1][:top][::-1]
+    fig, ax = plt.subplots(figsize=(7, max(3.0, 0.28 * len(order))), dpi=80)
+    ax.barh([names[i] for i in order], gains[order])
+    ax.set(title=f"feature importance, share of gain ({name})", xlabel="gain share")
+    fig.subplots_adjust(left=0.4, right=0.97, bottom=0.08, top=0.95)
+    mlflow.log_figure(fig, f"plots/{name}_feature_importance.png")
+    plt.close(fig)
+    mlflow.log_dict(per_booster, f"importance/{name}.json")
+
+
+def log_stage_plot(y: np.ndarray, proba: np.ndarray, classes: list[str]) -> None:
+    """Confusion matrix (rows: actual stage 90 days later, columns: predicted)."""
+    import mlflow
+
+    plt = _pyplot()
+    k = len(classes)
+    matrix = np.zeros((k, k))
+    for actual, predicted in zip(y, proba.argmax(axis=1), strict=True):
+        matrix[actual, predicted] += 1
+    shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(6.5, 5.5), dpi=80)
+    ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(k), classes, rotation=45, ha="right")
+    ax.set_yticks(range(k), classes)
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, f"{shares[i, j]:.2f}", ha="center", va="center", fontsize=8)
+    ax.set(title="stage 90 days ahead: recall matrix", xlabel="predicted", ylabel="actual")
+    fig.subplots_adjust(left=0.2, right=0.97, bottom=0.2, top=0.93)
+    mlflow.log_figure(fig, "plots/stage_confusion.png")
+    plt.close(fig)

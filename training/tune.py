@@ -1,0 +1,272 @@
+"""Optuna (TPE) tuning of a family's LightGBM parameters, with pruning and early stopping.
+
+One study per family and data (its name carries the feature service and the
+snapshot range), in `settings.optuna_storage`: SQLite by default, PostgreSQL in
+production so several workers can add trials to the same study. A trial trains
+every booster of the family with the same parameters; its value is the family's
+validation metric (mean AUC for binary families, multiclass log loss for stage).
+The tuned parameters are kept only if they beat the defaults on validation.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from training.train import DEFAULT_PARAMS, MAX_ROUNDS, Task, fit
+
+if TYPE_CHECKING:
+    import optuna
+    import pandas as pd
+
+    from clm.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Trials train on at most this many rows per booster (a random sample of customers'
+# training rows): tuning ranks parameters, it does not need every row, and the final
+# booster is fitted on the whole training split.
+TUNING_MAX_ROWS = 100_000
+# Report to the pruner every few rounds: each report is a write to the study storage.
+REPORT_EVERY = 25
+
+
+@dataclass
+class TuningResult:
+    params: dict[str, Any]
+    tuned: bool  # True when Optuna's best beat the defaults
+    default_value: float
+    best_value: float | None
+    trials: int
+    pruned: int
+    study_name: str | None
+    direction: str
+    # The chosen parameters' boosters when they were fitted on every training row:
+    # the final model then needs no refit.
+    ready_boosters: dict[str, Any] | None = None
+
+
+def search_space(trial: optuna.Trial) -> dict[str, Any]:
+    return {
+        "learning_rate": trial.suggest_float("learning_rate", 0.02, 0.2, log=True),
+        "num_leaves": trial.suggest_int("num_leaves", 8, 128, log=True),
+        "min_data_in_leaf": trial.suggest_int("min_data_in_leaf", 10, 500, log=True),
+        "feature_fraction": trial.suggest_float("feature_fraction", 0.4, 1.0),
+        "bagging_fraction": trial.suggest_float("bagging_fraction", 0.5, 1.0),
+        "bagging_freq": 1,
+        "lambda_l1": trial.suggest_float("lambda_l1", 1e-3, 10.0, log=True),
+        "lambda_l2": trial.suggest_float("lambda_l2", 1e-3, 10.0, log=True),
+    }
+
+
+def _pruning_callback(trial: optuna.Trial, task: Task, offset: int) -> Callable[..., None]:
+    """LightGBM callback: report the validation metric to Optuna and stop a hopeless trial."""
+    import optuna
+
+    def callback(env: Any) -> None:
+        if (env.iteration + 1) % REPORT_EVERY:
+            return
+        for data_name, metric, value, _ in env.evaluation_result_list:
+            if data_name == "validation" and metric == task.metric:
+                trial.report(float(value), offset + env.iteration)
+                if trial.should_prune():
+                    raise optuna.TrialPruned(
+                        f"{task.key}: {metric}={value:.4f} at round {env.iteration + 1}"
+                    )
+
+    callback.order = 30  # type: ignore[attr-defined]  # after early stopping's bookkeeping
+    return callback
+
+
+def _sample(task: Task, seed: int) -> pd.DataFrame:
+    """The task's training rows, or a sample of whole customers when there are too many."""
+    positions = task.positions["train"]
+    if len(positions) <= TUNING_MAX_ROWS:
+        return task.train
+    # Whole customers, so a customer's months stay together as in the full split.
+    customers = task.source["customer_id"].to_numpy()[positions]
+    unique = np.unique(customers)
+    rng = np.random.default_rng(seed)
+    share = TUNING_MAX_ROWS / len(positions)
+    chosen = rng.choice(unique, size=max(1, int(len(unique) * share)), replace=False)
+    return task.source.iloc[positions[np.isin(customers, chosen)]]
+
+
+def evaluate(
+    tasks: list[Task],
+    features: list[str],
+    params: dict[str, Any],
+    *,
+    seed: int,
+    trial: optuna.Trial | None = None,
+) -> tuple[float, dict[str, Any]]:
+    """Family validation value of `params` (mean of its boosters' best validation metric), and the boosters."""
+    values = []
+    boosters = {}
+    for i, task in enumerate(tasks):
+        callbacks = [_pruning_callback(trial, task, i * MAX_ROUNDS)] if trial is not None else None
+        boosters[task.key], best = fit(
+            task, features, params, seed=seed, train=_sample(task, seed), callbacks=callbacks
+        )
+        values.append(best)
+    return float(np.mean(values)), boosters
+
+
+def study_name(family: str, feature_service: str, lineage: dict[str, Any]) -> str:
+    splits = lineage.get("splits", {})
+    first = splits.get("train", {}).get("first_snapshot", "na")
+    last = splits.get("test", {}).get("last_snapshot", "na")
+    return f"clm-{family}-{feature_service}-{first}-{last}"
+
+
+def _storage(settings: Settings) -> Any:
+    import optuna
+
+    url = settings.optuna_storage
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    # A heartbeat lets a shared study mark trials of a crashed worker as failed.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(url, heartbeat_interval=60, grace_period=120)
+
+
+def tune(
+    settings: Settings,
+    family: str,
+    tasks: list[Task],
+    features: list[str],
+    *,
+    trials: int,
+    name: str,
+    progress: bool = True,
+) -> TuningResult:
+    """Run `trials` Optuna trials (0: defaults only) and pick the better of tuned vs defaults."""
+    seed = settings.training.seed
+    higher = tasks[0].higher_is_better
+    direction: Literal["maximize", "minimize"] = "maximize" if higher else "minimize"
+    default_value, boosters = evaluate(tasks, features, DEFAULT_PARAMS, seed=seed)
+    full = all(len(task.positions["train"]) <= TUNING_MAX_ROWS for task in tasks)
+    default_boosters = boosters if full else None
+    if trials <= 0:
+        return TuningResult(
+            dict(DEFAULT_PARAMS),
+            False,
+            default_value,
+            None,
+            0,
+            0,
+            None,
+            direction,
+            default_boosters,
+        )
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        study_name=name,
+        storage=_storage(settings),
+        direction=direction,
+        load_if_exists=True,  # several workers share one study
+        sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=REPORT_EVERY * 2),
+    )
+
+    # Boosters of this worker's best trial, when trials see every training row: the
+    # final model is then the trial's, with no refit.
+    kept: dict[int, dict[str, Any]] = {}
+    best_so_far = [default_value]
+
+    def objective(trial: optuna.Trial) -> float:
+        value, trial_boosters = evaluate(
+            tasks, features, search_space(trial), seed=seed, trial=trial
+        )
+        better = value > best_so_far[0] if higher else value < best_so_far[0]
+        if full and better:
+            kept.clear()
+            kept[trial.number] = trial_boosters
+            best_so_far[0] = value
+        return value
+
+    with _trial_progress(family, trials, progress) as advance:
+        study.optimize(
+            objective, n_trials=trials, callbacks=[lambda s, t: advance()], gc_after_trial=True
+        )
+
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)
+    if not done:
+        return TuningResult(
+            dict(DEFAULT_PARAMS),
+            False,
+            default_value,
+            None,
+            len(study.trials),
+            pruned,
+            name,
+            direction,
+            default_boosters,
+        )
+    best = study.best_trial
+    best_value = float(best.value) if best.value is not None else float("nan")
+    beats = best_value > default_value if higher else best_value < default_value
+    params = {**DEFAULT_PARAMS, **best.params} if beats else dict(DEFAULT_PARAMS)
+    log.info(
+        "%s: defaults %.4f, best of %d trials %.4f -> keeping %s",
+        family,
+        default_value,
+        len(study.trials),
+        best_value,
+        "tuned" if beats else "defaults",
+    )
+    return TuningResult(
+        params,
+        beats,
+        default_value,
+        best_value,
+        len(study.trials),
+        pruned,
+        name,
+        direction,
+        kept.get(best.number) if beats else default_boosters,
+    )
+
+
+class _trial_progress:
+    """A rich progress bar over trials (a no-op when `progress` is off)."""
+
+    def __init__(self, family: str, total: int, enabled: bool) -> None:
+        self.family, self.total, self.enabled = family, total, enabled
+        self._progress: Any = None
+
+    def __enter__(self) -> Callable[[], None]:
+        if not self.enabled:
+            return lambda: None
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self._progress = Progress(
+            TextColumn("tuning {task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+        )
+        self._progress.start()
+        task_id = self._progress.add_task(self.family, total=self.total)
+        return lambda: self._progress.advance(task_id)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
