@@ -30,7 +30,9 @@ def serve(
 
 def score_batch(
     ctx: typer.Context,
-    as_of: Annotated[str, typer.Option("--as-of", help="Snapshot date, YYYY-MM-DD (the month end to score).")],
+    as_of: Annotated[
+        str, typer.Option("--as-of", help="Snapshot date, YYYY-MM-DD (the month end to score).")
+    ],
     out: Annotated[Path, typer.Option("--out", help="Output parquet file.")],
 ) -> None:
     """Score every customer with the three champion models from the offline store."""
@@ -38,4 +40,8 @@ def score_batch(
     with user_errors():
         from serving.batch import run_score_batch
 
-        run_score_batch(state.settings, as_of=as_of, out=out)
+        summary = run_score_batch(state.settings, as_of=as_of, out=out)
+    typer.echo(
+        f"scored {summary['rows']:,} customers at snapshot {summary['snapshot_ts']} "
+        f"with versions {summary['model_versions']} in {summary['seconds']} s -> {summary['out']}"
+    )

@@ -1,0 +1,407 @@
+"""Serving benchmarks, side by side in one run (medians of several rounds).
+
+    flock /tmp/clm-heavy.lock .venv/bin/python -m bench.serving --home WORKSPACE
+
+WORKSPACE is a trained workspace (`clm simulate`, `clm features build/apply/
+materialize`, `clm train all`). It is cloned first (the swap benchmark moves the
+churn alias and registers a copy), so the workspace itself is left as it was.
+
+1. /score_features, one customer, all three families  vs  `mlflow models serve
+   --env-manager local` on the churn model alone with the same row; 1 and 8
+   concurrent clients: p50/p99 latency and throughput ratio.
+2. /score with the online lookup, 1 and 100 customers: p50/p99.
+3. Batch scoring (serving.batch's scoring + parquet layout) vs raw Booster.predict
+   of the same boosters on the same matrix (the snapshot repeated to --batch-rows).
+4. Swap under load: p99 while the churn champion flips every second vs steady.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from clm.settings import REPO_ROOT, Settings
+
+
+def percentiles(latencies: list[float]) -> tuple[float, float]:
+    arr = np.asarray(latencies) * 1000
+    return float(np.percentile(arr, 50)), float(np.percentile(arr, 99))
+
+
+def load(
+    url: str,
+    body: Any,
+    headers: dict[str, str],
+    *,
+    clients: int,
+    requests: int,
+    versions: list[str] | None = None,
+) -> dict[str, float]:
+    """`clients` threads, each sending `requests` POSTs back to back on a kept-alive connection."""
+    import httpx
+
+    latencies: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    payload = json.dumps(body).encode()
+    send_headers = {**headers, "Content-Type": "application/json"}
+
+    def run() -> None:
+        mine: list[float] = []
+        with httpx.Client(timeout=30) as http:
+            for _ in range(requests):
+                started = time.perf_counter()
+                response = http.post(url, content=payload, headers=send_headers)
+                mine.append(time.perf_counter() - started)
+                if response.status_code != 200:
+                    errors[0] += 1
+                elif versions is not None:
+                    versions.append(response.json()["model_versions"]["churn"])
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=run) for _ in range(clients)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - started
+    p50, p99 = percentiles(latencies)
+    return {"p50_ms": p50, "p99_ms": p99, "rps": len(latencies) / elapsed, "errors": errors[0]}
+
+
+def median_of(rounds: list[dict[str, float]]) -> dict[str, float]:
+    return {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
+
+
+def wait_http(url: str, timeout: float = 180, headers: dict[str, str] | None = None) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=2, headers=headers).status_code == 200:
+                return
+        time.sleep(0.5)
+    raise RuntimeError(f"{url} not up after {timeout} s")
+
+
+@contextlib.contextmanager
+def process(
+    command: list[str], env: dict[str, str], log: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(
+            command,
+            env=env,
+            cwd=REPO_ROOT,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+def bench_batch(settings: Settings, rows: int, rounds: int) -> dict[str, Any]:
+    """Batch scoring vs raw Booster.predict of the same boosters on the same matrix."""
+    import pyarrow.parquet as pq
+
+    from serving.batch import feature_matrix, load_champions, read_snapshot, score_table
+
+    models = load_champions(settings)
+    table = pq.read_table(
+        settings.feature_dir / "customer_features.parquet", columns=["event_timestamp"]
+    )
+    latest = max(table["event_timestamp"].to_pylist()).date() - timedelta(days=1)
+    _, snapshot = read_snapshot(settings, latest.isoformat(), list(models.union))
+    base = feature_matrix(snapshot, models.union)
+    reps = -(-rows // base.shape[0])
+    matrix = np.ascontiguousarray(np.tile(base, (reps, 1))[:rows])
+    ids = [f"C{i:07d}" for i in range(rows)]
+    per_family = {
+        f: np.ascontiguousarray(matrix[:, models.columns[f]])
+        for f in ("churn", "propensity", "stage")
+    }
+    chunk = 200_000
+
+    def raw() -> None:
+        for family in ("churn", "propensity", "stage"):
+            for booster in models.family(family).boosters.values():
+                booster.predict(per_family[family])
+
+    def ours() -> None:
+        for start in range(0, rows, chunk):
+            score_table(
+                models,
+                ids[start : start + chunk],
+                matrix[start : start + chunk],
+                request_id="bench",
+            )
+
+    def ours_to_parquet() -> None:
+        from serving.predlog import log_schema
+
+        with (
+            tempfile.TemporaryDirectory() as tmp,
+            pq.ParquetWriter(Path(tmp) / "out.parquet", log_schema(models.union)) as writer,
+        ):
+            for start in range(0, rows, chunk):
+                writer.write_batch(
+                    score_table(
+                        models,
+                        ids[start : start + chunk],
+                        matrix[start : start + chunk],
+                        request_id="bench",
+                    )
+                )
+
+    times: dict[str, list[float]] = {"raw": [], "ours": [], "ours_parquet": []}
+    for _ in range(rounds):
+        for name, fn in (("raw", raw), ("ours", ours), ("ours_parquet", ours_to_parquet)):
+            started = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - started)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return {
+        "rows": rows,
+        "snapshot_rows": int(base.shape[0]),
+        "boosters": sum(len(m.boosters) for m in models.models()),
+        "raw_rows_per_s": rows / med["raw"],
+        "ours_rows_per_s": rows / med["ours"],
+        "ours_parquet_rows_per_s": rows / med["ours_parquet"],
+        "ratio": med["raw"] / med["ours"],
+        "ratio_parquet": med["raw"] / med["ours_parquet"],
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.serving",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--home", type=Path, required=True, help="a trained workspace (it is cloned, not changed)"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=5, help="rounds per measurement (medians reported)"
+    )
+    parser.add_argument("--requests", type=int, default=400, help="requests per client per round")
+    parser.add_argument("--batch-rows", type=int, default=1_000_000)
+    parser.add_argument(
+        "--skip", default="", help="comma list of parts to skip: http,score,batch,swap"
+    )
+    parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+    import httpx
+
+    from features.store import feature_names
+    from tests.fixtures.service import clone_workspace, free_port, service_config, start_service
+    from tests.serving.registry_tools import champion, copy_version, set_champion
+
+    skip = set(filter(None, args.skip.split(",")))
+    source = Settings.load(home=args.home, env={})
+    results: dict[str, Any] = {"rounds": args.rounds, "requests_per_client": args.requests}
+    with tempfile.TemporaryDirectory(prefix="clm-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        settings = clone_workspace(source, tmp / "workspace")
+        config = service_config(tmp, poll_seconds=1.0)
+        if "batch" not in skip:
+            print("batch scoring ...", flush=True)
+            results["batch"] = bench_batch(settings, args.batch_rows, max(3, args.rounds // 2))
+            print(json.dumps(results["batch"], indent=1), flush=True)
+        with start_service(settings, config, tmp) as service:
+            url, headers = service.url, service.headers()
+            import pyarrow.compute as pc
+            import pyarrow.parquet as pq
+
+            from features.online import OnlineFeatureReader
+
+            table = pq.read_table(
+                settings.feature_dir / "customer_features.parquet",
+                columns=["customer_id", "event_timestamp"],
+            )
+            latest = pc.max(table["event_timestamp"])
+            customers = sorted(
+                str(c)
+                for c in table.filter(pc.equal(table["event_timestamp"], latest))[
+                    "customer_id"
+                ].to_pylist()
+            )
+            reader = OnlineFeatureReader(settings)
+            features: dict[str, float | None] = {}
+            for family in ("churn", "propensity", "stage"):
+                frame, _ = reader.lookup(
+                    customers[:1], settings.models.family(family).feature_service
+                )
+                features.update(
+                    {k: None if np.isnan(v) else float(v) for k, v in frame.iloc[0].items()}
+                )
+            churn_features = feature_names(settings, settings.models.churn.feature_service)
+            ours_body = {"rows": [{"customer_id": customers[0], "features": features}]}
+            mlflow_body = {
+                "dataframe_split": {
+                    "columns": churn_features,
+                    "data": [
+                        [np.nan if features[f] is None else features[f] for f in churn_features]
+                    ],
+                }
+            }
+            mlflow_body_json = json.loads(json.dumps(mlflow_body).replace("NaN", "null"))
+
+            if "http" not in skip:
+                port = free_port()
+                env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+                env.update(
+                    MLFLOW_TRACKING_URI=settings.tracking_uri,
+                    MLFLOW_REGISTRY_URI=settings.registry_uri,
+                )
+                # mlflow runs `uvicorn` through bash: the venv's bin must be on PATH.
+                env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+                command = [
+                    str(Path(sys.executable).with_name("mlflow")), "models", "serve",
+                    "-m", f"models:/{settings.models.churn.registered_name}@{settings.aliases.champion}",
+                    "--env-manager", "local", "-p", str(port), "-h", "127.0.0.1",
+                ]  # fmt: skip
+                with process(command, env, tmp / "mlflow-serve.log"):
+                    wait_http(f"http://127.0.0.1:{port}/ping")
+                    mlflow_url = f"http://127.0.0.1:{port}/invocations"
+                    load(mlflow_url, mlflow_body_json, {}, clients=1, requests=50)  # warm up
+                    load(f"{url}/score_features", ours_body, headers, clients=1, requests=50)
+                    for clients in (1, 8):
+                        per_client = max(20, args.requests // clients)
+                        ours_rounds, theirs_rounds = [], []
+                        for _ in range(args.rounds):  # interleaved, so drift hits both alike
+                            ours_rounds.append(
+                                load(
+                                    f"{url}/score_features",
+                                    ours_body,
+                                    headers,
+                                    clients=clients,
+                                    requests=per_client,
+                                )
+                            )
+                            theirs_rounds.append(
+                                load(
+                                    mlflow_url,
+                                    mlflow_body_json,
+                                    {},
+                                    clients=clients,
+                                    requests=per_client,
+                                )
+                            )
+                        ours, theirs = median_of(ours_rounds), median_of(theirs_rounds)
+                        results[f"score_features_c{clients}"] = {
+                            "ours_all_three": ours,
+                            "mlflow_serve_churn_only": theirs,
+                            "throughput_ratio": ours["rps"] / theirs["rps"],
+                            "p99_ratio": ours["p99_ms"] / theirs["p99_ms"],
+                        }
+                        print(
+                            clients,
+                            json.dumps(results[f"score_features_c{clients}"], indent=1),
+                            flush=True,
+                        )
+
+            if "score" not in skip:
+                for n in (1, 100):
+                    body = {"customer_ids": customers[:n]}
+                    load(f"{url}/score", body, headers, clients=1, requests=20)
+                    rounds = [
+                        load(
+                            f"{url}/score",
+                            body,
+                            headers,
+                            clients=1,
+                            requests=max(50, args.requests // 2),
+                        )
+                        for _ in range(args.rounds)
+                    ]
+                    results[f"score_lookup_{n}"] = median_of(rounds)
+                    print(n, json.dumps(results[f"score_lookup_{n}"]), flush=True)
+
+            if "swap" not in skip:
+                original = champion(service.settings, "churn")
+                other = copy_version(service.settings, "churn", original, tmp / "copies")
+                steady, swapping = [], []
+                seen: list[str] = []
+                for _ in range(args.rounds):
+                    steady.append(
+                        load(
+                            f"{url}/score_features",
+                            ours_body,
+                            headers,
+                            clients=2,
+                            requests=args.requests,
+                            versions=[],
+                        )
+                    )
+                    stop = threading.Event()
+
+                    def flipper(stop: threading.Event = stop) -> None:
+                        versions = [other, original]
+                        i = 0
+                        while not stop.wait(0.5):
+                            set_champion(service.settings, "churn", versions[i % 2])
+                            i += 1
+
+                    thread = threading.Thread(target=flipper)
+                    thread.start()
+                    swapping.append(
+                        load(
+                            f"{url}/score_features",
+                            ours_body,
+                            headers,
+                            clients=2,
+                            requests=args.requests,
+                            versions=seen,
+                        )
+                    )
+                    stop.set()
+                    thread.join()
+                    set_champion(service.settings, "churn", original)
+                status = httpx.get(f"{url}/models", headers=headers).json()
+                results["swap_under_load"] = {
+                    "steady": median_of(steady),
+                    "during_swaps": median_of(swapping),
+                    "p99_ratio": median_of(swapping)["p99_ms"] / median_of(steady)["p99_ms"],
+                    "final_churn_version": status["models"]["churn"]["version"],
+                }
+                print(json.dumps(results["swap_under_load"], indent=1), flush=True)
+                results["swap_under_load"]["churn_versions_seen"] = sorted(set(seen))
+                results["swap_under_load"]["version_changes_seen"] = sum(
+                    a != b for a, b in zip(seen, seen[1:], strict=False)
+                )
+    print(json.dumps(results, indent=1))
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()

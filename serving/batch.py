@@ -1,0 +1,175 @@
+"""`clm score-batch`: every customer at one snapshot, scored by the three champions.
+
+Features come from the offline feature table (the parquet file behind the Feast
+offline store; tests/serving/test_batch.py shows it gives the same values as
+Feast's `get_historical_features`), read straight with pyarrow: one snapshot of
+every customer is a plain filter, and Feast's point-in-time join would only
+re-derive the same rows much more slowly. The output has the prediction log's
+columns (docs/contracts.md), one row per customer.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from clm.errors import ClmError
+from clm.settings import FAMILIES
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from clm.settings import Settings
+    from serving.scoring import ModelSet
+
+CHUNK_ROWS = 200_000
+ENTITY_KEY = "customer_id"
+TIMESTAMP_FIELD = "event_timestamp"
+
+
+class BatchError(ClmError):
+    """Batch scoring cannot run (bad date, no features, no champion)."""
+
+
+def parse_as_of(as_of: str) -> date:
+    try:
+        return date.fromisoformat(as_of)
+    except ValueError:
+        raise BatchError(f"--as-of {as_of!r}: expected a date YYYY-MM-DD") from None
+
+
+def snapshot_for(as_of: str, available: list[datetime]) -> datetime:
+    """The latest snapshot whose data ends on or before `as_of` (a month end gives its own)."""
+    day = parse_as_of(as_of)
+    cutoff = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
+    eligible = [ts for ts in available if ts <= cutoff]
+    if not eligible:
+        first = min(available).date() - timedelta(days=1) if available else None
+        raise BatchError(
+            f"--as-of {as_of}: no feature snapshot on or before it"
+            + (
+                f" (the first month end is {first})"
+                if first
+                else "; run `clm features build` first"
+            )
+        )
+    return max(eligible)
+
+
+def load_champions(settings: Settings) -> ModelSet:
+    """The three champion versions, loaded and checked exactly as the service does."""
+    from features.store import feature_names
+    from serving.models import ModelRefused, champion_version, load_version
+    from serving.scoring import ModelSet
+
+    def expected(service: str) -> list[str]:
+        return list(feature_names(settings, service))
+
+    models = {}
+    for family in FAMILIES:
+        version = champion_version(settings, family)
+        if version is None:
+            name = settings.models.family(family).registered_name
+            raise BatchError(f"{name} has no champion; run `clm train {family}` first")
+        try:
+            models[family] = load_version(settings, family, version, expected_features=expected)
+        except ModelRefused as exc:
+            raise BatchError(f"{family} champion version {version} cannot be used: {exc}") from None
+    return ModelSet(**models)
+
+
+def read_snapshot(settings: Settings, as_of: str, columns: list[str]) -> tuple[datetime, pa.Table]:
+    """Every customer's feature row at the snapshot for `as_of`."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from features.store import feature_table_path
+
+    path = feature_table_path(settings)
+    if not path.exists():
+        raise BatchError(f"{path} does not exist; run `clm features build` first")
+    stamps = pq.read_table(path, columns=[TIMESTAMP_FIELD])[TIMESTAMP_FIELD]
+    available = sorted({ts for ts in stamps.to_pylist() if ts is not None})
+    snapshot = snapshot_for(as_of, available)
+    missing = [c for c in columns if c not in pq.read_schema(path).names]
+    if missing:
+        raise BatchError(f"{path} lacks feature columns {missing[:5]}; rebuild the features")
+    table = pq.read_table(path, columns=[ENTITY_KEY, TIMESTAMP_FIELD, *columns])
+    table = table.filter(
+        pc.equal(table[TIMESTAMP_FIELD], pa.scalar(snapshot, type=table[TIMESTAMP_FIELD].type))
+    )
+    return snapshot, table
+
+
+def feature_matrix(table: pa.Table, names: tuple[str, ...]) -> np.ndarray:
+    """Columns -> (rows, features) float64 with NaN for nulls, in `names` order."""
+    matrix = np.empty((table.num_rows, len(names)))
+    for j, name in enumerate(names):
+        column = table[name].cast("float64")
+        matrix[:, j] = column.to_numpy(zero_copy_only=False)
+    return matrix
+
+
+def score_table(
+    models: ModelSet, customer_ids: list[str], matrix: np.ndarray, *, request_id: str
+) -> pa.RecordBatch:
+    """Score a chunk and lay it out with the prediction log's columns."""
+    from serving.predlog import LoggedRequest, log_schema, to_batch
+    from serving.scoring import score
+
+    scored = score(models, customer_ids, matrix, explain=False, build_results=False)
+    logged = LoggedRequest(request_id, datetime.now(UTC), "batch", scored)
+    return to_batch([logged], log_schema(models.union))
+
+
+def run_score_batch(
+    settings: Settings, *, as_of: str, out: Path, progress: bool = True
+) -> dict[str, Any]:
+    """Score every customer at the snapshot for `as_of`; write one parquet row per customer."""
+    import pyarrow.parquet as pq
+    from rich.progress import Progress
+
+    from serving.predlog import log_schema
+
+    started = time.perf_counter()
+    parse_as_of(as_of)  # a bad date fails before any model is loaded
+    models = load_champions(settings)
+    snapshot, table = read_snapshot(settings, as_of, list(models.union))
+    if table.num_rows == 0:
+        raise BatchError(f"no customers in the feature snapshot {snapshot:%Y-%m-%d}")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    request_id = f"batch-{uuid.uuid4().hex}"
+    schema = log_schema(models.union)
+    rows = table.num_rows
+    try:
+        with (
+            pq.ParquetWriter(tmp, schema) as writer,
+            Progress(disable=not progress, transient=True) as bar,
+        ):
+            task = bar.add_task(f"scoring {rows:,} customers", total=rows)
+            for start in range(0, rows, CHUNK_ROWS):
+                chunk = table.slice(start, CHUNK_ROWS)
+                ids = [str(c) for c in chunk[ENTITY_KEY].to_pylist()]
+                matrix = feature_matrix(chunk, models.union)
+                writer.write_batch(score_table(models, ids, matrix, request_id=request_id))
+                bar.advance(task, chunk.num_rows)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    seconds = time.perf_counter() - started
+    return {
+        "rows": rows,
+        "out": str(out),
+        "snapshot_ts": snapshot.isoformat(),
+        "model_versions": models.versions,
+        "seconds": round(seconds, 3),
+    }

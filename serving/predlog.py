@@ -1,0 +1,309 @@
+"""The prediction log: every scored row, appended durably under `predictions/`.
+
+Requests only queue what they scored (no I/O on the request path). A writer
+thread appends the queue every `prediction_log_flush_seconds` as one Arrow IPC
+record batch to a journal (`predictions/.journal/journal-<unix_ms>-<pid>.arrows`)
+and fsyncs it, so a crash loses at most one flush interval. An IPC stream is a
+sequence of length-prefixed messages: a crash mid-write leaves at most a torn
+last message, which the reader drops, so no torn record is ever read.
+
+Journals are rolled into the parquet segments monitoring reads
+(`predictions/date=YYYY-MM-DD/part-<unix_ms>-<pid>.parquet`, docs/contracts.md)
+every `ROLL_SECONDS`, on a graceful stop, and at the next start for journals
+left by a process that died. A segment's name derives from its journal's, so
+re-rolling after a crash mid-roll overwrites rather than duplicates.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from clm.domain import PROPENSITY_PRODUCTS, STAGES
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from clm.settings import Settings
+    from serving.scoring import Scored
+
+log = logging.getLogger(__name__)
+
+ROLL_SECONDS = 60.0
+ROLL_ROWS = 500_000
+JOURNAL_DIR = ".journal"
+
+
+@dataclass(frozen=True)
+class LoggedRequest:
+    request_id: str
+    ts: datetime
+    endpoint: str
+    scored: Scored
+
+
+def log_schema(feature_names: tuple[str, ...]) -> pa.Schema:
+    import pyarrow as pa
+
+    fields = [
+        pa.field("request_id", pa.string()),
+        pa.field("ts", pa.timestamp("us", tz="UTC")),
+        pa.field("customer_id", pa.string()),
+        pa.field("endpoint", pa.string()),
+        pa.field("version_churn", pa.string()),
+        pa.field("version_propensity", pa.string()),
+        pa.field("version_stage", pa.string()),
+        pa.field("churn_probability", pa.float64()),
+        *[pa.field(f"propensity_{p}", pa.float64()) for p in PROPENSITY_PRODUCTS],
+        pa.field("next_best_product", pa.string()),
+        pa.field("stage_current", pa.string()),
+        pa.field("stage_next", pa.string()),
+        *[pa.field(f"stage_prob_{s}", pa.float64()) for s in STAGES],
+        *[pa.field(f"f_{name}", pa.float64()) for name in feature_names],
+    ]
+    return pa.schema(fields)
+
+
+def to_batch(requests: list[LoggedRequest], schema: pa.Schema) -> pa.RecordBatch:
+    """Many requests with the same feature list -> one record batch."""
+    import pyarrow as pa
+
+    def repeat(value: object, n: int) -> list[object]:
+        return [value] * n
+
+    cols: dict[str, list[object] | np.ndarray] = {}
+    sizes = [len(r.scored.customer_ids) for r in requests]
+    cols["request_id"] = [
+        v for r, n in zip(requests, sizes, strict=True) for v in repeat(r.request_id, n)
+    ]
+    cols["ts"] = [v for r, n in zip(requests, sizes, strict=True) for v in repeat(r.ts, n)]
+    cols["customer_id"] = [c for r in requests for c in r.scored.customer_ids]
+    cols["endpoint"] = [
+        v for r, n in zip(requests, sizes, strict=True) for v in repeat(r.endpoint, n)
+    ]
+    for family in ("churn", "propensity", "stage"):
+        cols[f"version_{family}"] = [
+            v
+            for r, n in zip(requests, sizes, strict=True)
+            for v in repeat(r.scored.versions[family], n)
+        ]
+    cols["churn_probability"] = np.concatenate([r.scored.churn for r in requests])
+    propensity = np.concatenate([r.scored.propensity for r in requests])
+    for j, p in enumerate(PROPENSITY_PRODUCTS):
+        cols[f"propensity_{p}"] = propensity[:, j]
+    cols["next_best_product"] = [v for r in requests for v in r.scored.next_best]
+    cols["stage_current"] = [v for r in requests for v in r.scored.stage_current]
+    cols["stage_next"] = [v for r in requests for v in r.scored.stage_next]
+    stage = np.concatenate([r.scored.stage for r in requests])
+    for j, s in enumerate(STAGES):
+        cols[f"stage_prob_{s}"] = stage[:, j]
+    features = np.concatenate([r.scored.features for r in requests])
+    for j, name in enumerate(requests[0].scored.feature_names):
+        cols[f"f_{name}"] = features[:, j]
+    arrays = [pa.array(cols[f.name], type=f.type) for f in schema]
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+class PredictionLog:
+    """Durable, append-only log of scored rows (one writer thread per process)."""
+
+    def __init__(
+        self, directory: Path, *, flush_seconds: float = 1.0, roll_seconds: float = ROLL_SECONDS
+    ) -> None:
+        self.directory = directory
+        self.flush_seconds = flush_seconds
+        self.roll_seconds = roll_seconds
+        self._pending: deque[LoggedRequest] = deque()
+        self._stop = threading.Event()
+        self._io_lock = threading.Lock()
+        self._journal: _Journal | None = None
+        (directory / JOURNAL_DIR).mkdir(parents=True, exist_ok=True)
+        recover_journals(directory)
+        self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> PredictionLog:
+        return cls(
+            settings.predictions_dir, flush_seconds=settings.serving.prediction_log_flush_seconds
+        )
+
+    def append(self, request_id: str, endpoint: str, scored: Scored) -> None:
+        """Queue one request's rows; written at the next flush (cheap, no I/O)."""
+        if scored.customer_ids:
+            self._pending.append(LoggedRequest(request_id, datetime.now(UTC), endpoint, scored))
+
+    def flush(self) -> None:
+        """Write everything queued so far to the journal and fsync it."""
+        with self._io_lock:
+            batch: list[LoggedRequest] = []
+            while self._pending:
+                batch.append(self._pending.popleft())
+            # Consecutive requests with the same feature list share a record batch.
+            groups: list[list[LoggedRequest]] = []
+            for item in batch:
+                if groups and groups[-1][0].scored.feature_names == item.scored.feature_names:
+                    groups[-1].append(item)
+                else:
+                    groups.append([item])
+            for group in groups:
+                names = group[0].scored.feature_names
+                if self._journal is None or self._journal.feature_names != names:
+                    self._roll_locked()
+                    self._journal = _Journal(self.directory, names)
+                self._journal.write(to_batch(group, self._journal.schema))
+            if self._journal is not None:
+                self._journal.sync()
+
+    def roll(self) -> None:
+        """Close the current journal into parquet segments."""
+        with self._io_lock:
+            self._roll_locked()
+
+    def close(self) -> None:
+        """Graceful stop: everything appended so far ends up in parquet."""
+        self._stop.set()
+        self._thread.join(timeout=30)
+        self.flush()
+        self.roll()
+
+    def _roll_locked(self) -> None:
+        if self._journal is not None:
+            journal, self._journal = self._journal, None
+            journal.close()
+            roll_journal(self.directory, journal.path)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.flush_seconds):
+            try:
+                self.flush()
+                journal = self._journal
+                if journal is not None and (
+                    time.monotonic() - journal.opened > self.roll_seconds
+                    or journal.rows > ROLL_ROWS
+                ):
+                    self.roll()
+            except Exception:  # keep logging alive; the journal is still on disk
+                log.exception("prediction log flush failed")
+
+
+class _Journal:
+    def __init__(self, directory: Path, feature_names: tuple[str, ...]) -> None:
+        import pyarrow as pa
+
+        self.feature_names = feature_names
+        self.schema = log_schema(feature_names)
+        self.path = (
+            directory / JOURNAL_DIR / f"journal-{int(time.time() * 1000)}-{os.getpid()}.arrows"
+        )
+        self._file = open(self.path, "ab")  # noqa: SIM115 - kept open across flushes
+        self._writer = pa.ipc.new_stream(self._file, self.schema)
+        self.opened = time.monotonic()
+        self.rows = 0
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        self._writer.write_batch(batch)
+        self.rows += batch.num_rows
+
+    def sync(self) -> None:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        self._writer.close()
+        self.sync()
+        self._file.close()
+
+
+def read_journal(path: Path) -> pa.Table | None:
+    """The complete record batches of a journal; a torn tail (crash mid-write) is dropped."""
+    import pyarrow as pa
+
+    batches = []
+    try:
+        with pa.OSFile(str(path), "rb") as source:
+            reader = pa.ipc.open_stream(source)
+            schema = reader.schema
+            while True:
+                try:
+                    batches.append(reader.read_next_batch())
+                except StopIteration:
+                    break
+                except (pa.ArrowInvalid, OSError):
+                    break
+    except (pa.ArrowInvalid, OSError):
+        return None
+    return pa.Table.from_batches(batches, schema=schema)
+
+
+def roll_journal(directory: Path, path: Path) -> list[Path]:
+    """Write a journal's rows as parquet segments (one per date), then delete it."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    table = read_journal(path)
+    written: list[Path] = []
+    if table is not None and table.num_rows:
+        stem = path.stem.removeprefix("journal-")
+        dates = pc.strftime(table["ts"], format="%Y-%m-%d")
+        for day in sorted(set(dates.to_pylist())):
+            part = table.filter(pc.equal(dates, day))
+            target = directory / f"date={day}" / f"part-{stem}.parquet"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.tmp")
+            pq.write_table(part, tmp)
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+            written.append(target)
+    path.unlink(missing_ok=True)
+    return written
+
+
+def recover_journals(directory: Path) -> list[Path]:
+    """Roll journals left behind by processes that are no longer running."""
+    written: list[Path] = []
+    for path in sorted((directory / JOURNAL_DIR).glob("journal-*.arrows")):
+        try:
+            pid = int(path.stem.rsplit("-", 1)[1])
+        except (IndexError, ValueError):
+            continue
+        if pid != os.getpid() and _alive(pid):
+            continue  # another replica's open journal
+        written.extend(roll_journal(directory, path))
+    return written
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def read_predictions(directory: Path, *, include_journals: bool = True) -> pa.Table:
+    """Every logged row: parquet segments plus (optionally) the open journals' flushed rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tables = [pq.read_table(p) for p in sorted(directory.glob("date=*/part-*.parquet"))]
+    if include_journals:
+        for path in sorted((directory / JOURNAL_DIR).glob("journal-*.arrows")):
+            table = read_journal(path)
+            if table is not None and table.num_rows:
+                tables.append(table)
+    if not tables:
+        return log_schema(()).empty_table()
+    return pa.concat_tables(tables, promote_options="permissive")
