@@ -1,0 +1,384 @@
+"""What monitoring reads: the champion's reference sample from the MLflow registry,
+the prediction log (or a batch-scored file), and the registry's version history.
+
+Everything is turned into one shape before comparing: a numeric column per
+feature (the feature's own name) and per score (`churn_probability`,
+`propensity_<product>`, `stage_prob_<stage>`, `stage_next_code`), plus the
+segment columns `value_tier` and `stage` as names. Customer ids are kept only
+where a join needs them (performance) and never reach a report.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from clm.domain import PROPENSITY_PRODUCTS, STAGES, VALUE_TIERS
+from clm.errors import ClmError
+from clm.settings import FAMILIES
+
+if TYPE_CHECKING:
+    from clm.settings import Settings
+
+SEGMENTS = ("value_tier", "stage")
+
+
+class MonitoringInputError(ClmError):
+    """A monitoring input (registry version, prediction log, batch file) is missing or unusable."""
+
+
+@dataclass
+class ChampionVersion:
+    """The serving champion of one family, with its manifest and reference sample."""
+
+    family: str
+    registered_name: str
+    version: str
+    run_id: str | None
+    tags: dict[str, str]
+    manifest: dict[str, Any]
+    model_dir: Path
+    reference: pd.DataFrame = field(repr=False)
+
+    @property
+    def features(self) -> list[str]:
+        return list(
+            self.manifest.get("features") or json.loads(self.tags.get("clm.features", "[]"))
+        )
+
+
+def families(model: str | None) -> list[str]:
+    if model is None or model == "all":
+        return list(FAMILIES)
+    if model not in FAMILIES:
+        raise MonitoringInputError(
+            f"unknown model {model!r}; use one of {', '.join(FAMILIES)} (or leave --model out)"
+        )
+    return [model]
+
+
+def score_columns(family: str, manifest: dict[str, Any] | None = None) -> list[str]:
+    """The score columns monitored for a family (names as in the prediction log)."""
+    if family == "churn":
+        return ["churn_probability"]
+    if family == "propensity":
+        products = (manifest or {}).get("products") or list(PROPENSITY_PRODUCTS)
+        return [f"propensity_{p}" for p in products]
+    classes = (manifest or {}).get("classes") or list(STAGES)
+    # The predicted next stage as a class code: PSI of the stage distribution.
+    return ["stage_next_code", *[f"stage_prob_{c}" for c in classes]]
+
+
+def mlflow_client(settings: Settings) -> Any:
+    import mlflow
+    from mlflow import MlflowClient
+
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_registry_uri(settings.registry_uri)
+    return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.registry_uri)
+
+
+def load_champion(settings: Settings, family: str, client: Any = None) -> ChampionVersion:
+    """The champion version of `family`, its manifest and its validation sample."""
+    import mlflow
+
+    client = client or mlflow_client(settings)
+    name = settings.models.family(family).registered_name
+    alias = settings.aliases.champion
+    try:
+        version = client.get_model_version_by_alias(name, alias)
+    except Exception as exc:  # MlflowException: no such model or alias
+        raise MonitoringInputError(
+            f"no {alias!r} version of {name} in the registry at {settings.registry_uri} ({exc}); "
+            f"train one with `clm train {family}`"
+        ) from None
+    local = Path(
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{name}/{version.version}", tracking_uri=settings.tracking_uri
+        )
+    )
+    manifest_path = local / "manifest.json"
+    sample_path = local / "reference" / "validation_sample.parquet"
+    if not manifest_path.is_file() or not sample_path.is_file():
+        raise MonitoringInputError(
+            f"{name} version {version.version} has no manifest.json or reference/validation_sample.parquet "
+            f"in {local}; retrain it with `clm train {family}` so monitoring has a reference"
+        )
+    manifest = json.loads(manifest_path.read_text())
+    reference = pd.read_parquet(sample_path)
+    return ChampionVersion(
+        family=family,
+        registered_name=name,
+        version=str(version.version),
+        run_id=version.run_id,
+        tags=dict(version.tags or {}),
+        manifest=manifest,
+        model_dir=local,
+        reference=normalise_reference(reference, family, manifest),
+    )
+
+
+def normalise_reference(frame: pd.DataFrame, family: str, manifest: dict[str, Any]) -> pd.DataFrame:
+    """The reference sample in monitoring's shape (features, scores, segments)."""
+    out = frame.copy()
+    rename = {
+        c: c[2:]
+        for c in out.columns
+        if c.startswith("f_") and c[2:] in manifest.get("features", [])
+    }
+    out = out.rename(columns=rename)
+    if family == "churn" and "churn_probability" not in out.columns:
+        for candidate in ("score", "churn_score", "prediction", "score_churn"):
+            if candidate in out.columns:
+                out["churn_probability"] = out[candidate]
+                break
+    if family == "propensity":
+        for product in manifest.get("products") or PROPENSITY_PRODUCTS:
+            target = f"propensity_{product}"
+            for candidate in (f"score_{product}", f"score_propensity_{product}", product):
+                if target not in out.columns and candidate in out.columns:
+                    out[target] = out[candidate]
+    if family == "stage":
+        classes = manifest.get("classes") or list(STAGES)
+        for c in classes:
+            target = f"stage_prob_{c}"
+            for candidate in (f"score_{c}", f"proba_{c}", f"stage_next_prob_{c}"):
+                if target not in out.columns and candidate in out.columns:
+                    out[target] = out[candidate]
+        probs = [f"stage_prob_{c}" for c in classes]
+        if "stage_next_code" not in out.columns and all(p in out.columns for p in probs):
+            best = out[probs].to_numpy(float).argmax(axis=1)
+            out["stage_next_code"] = [float(STAGES.index(classes[i])) for i in best]
+    for segment in SEGMENTS:
+        if segment not in out.columns:
+            out[segment] = "unknown"
+    return out
+
+
+def normalise_log(
+    frame: pd.DataFrame, segment_features: dict[str, str] | None = None
+) -> pd.DataFrame:
+    """Prediction-log or batch rows in monitoring's shape (features without `f_`)."""
+    out = frame.rename(columns={c: c[2:] for c in frame.columns if c.startswith("f_")})
+    if "stage_next" in out.columns:
+        lookup = {s: float(i) for i, s in enumerate(STAGES)}
+        out["stage_next_code"] = out["stage_next"].map(lookup).astype(float)
+    segment_features = segment_features or {}
+    tier_feature = segment_features.get("value_tier")
+    if tier_feature and tier_feature in out.columns:
+        out["value_tier"] = _names(out[tier_feature], VALUE_TIERS)
+    elif "value_tier" not in out.columns:
+        out["value_tier"] = "unknown"
+    if "stage_current" in out.columns:
+        out["stage"] = out["stage_current"].fillna("unknown").astype(str)
+    elif segment_features.get("stage") in out.columns:
+        out["stage"] = _names(out[segment_features["stage"]], STAGES)
+    else:
+        out["stage"] = "unknown"
+    return out
+
+
+def _names(codes: pd.Series, vocabulary: tuple[str, ...]) -> list[str]:
+    values = codes.to_numpy(dtype=float, na_value=np.nan)
+    return [
+        vocabulary[int(v)] if np.isfinite(v) and 0 <= v < len(vocabulary) else "unknown"
+        for v in values
+    ]
+
+
+def segment_features(settings: Settings) -> dict[str, str]:
+    """The features holding the value-tier and current-stage codes (from the feature store)."""
+    try:
+        from features.store import segment_columns as columns
+    except ImportError:
+        return {}
+    if callable(columns):
+        columns = columns(settings)
+    if isinstance(columns, dict):
+        return dict(columns)
+    names = list(columns)
+    return {"value_tier": names[0], "stage": names[1]} if len(names) >= 2 else {}
+
+
+# --- the prediction log ---
+
+
+@dataclass(frozen=True)
+class Window:
+    start: pd.Timestamp  # inclusive
+    end: pd.Timestamp  # exclusive
+    label: str
+
+
+_DAYS = re.compile(r"^(\d+)d$")
+_MONTH = re.compile(r"^\d{4}-\d{2}$")
+
+
+def parse_window(text: str | None, latest: pd.Timestamp, default_days: int) -> Window:
+    """`30d` (ending at the latest logged prediction), `YYYY-MM`, or `START:END` dates (END inclusive)."""
+    if not text:
+        text = f"{default_days}d"
+    text = text.strip()
+    end_of_latest = latest.floor("D") + pd.Timedelta(days=1)
+    if m := _DAYS.match(text):
+        days = int(m.group(1))
+        return Window(end_of_latest - pd.Timedelta(days=days), end_of_latest, f"last {days} days")
+    if _MONTH.match(text) and 1 <= int(text[5:]) <= 12:
+        start = pd.Timestamp(f"{text}-01", tz="UTC")
+        return Window(start, start + pd.offsets.MonthBegin(1), text)
+    if ":" in text:
+        a, b = text.split(":", 1)
+        try:
+            start = pd.Timestamp(a, tz="UTC")
+            end = pd.Timestamp(b, tz="UTC") + pd.Timedelta(days=1)
+        except ValueError:
+            start = end = None  # type: ignore[assignment]
+        if start is not None and end > start:
+            return Window(start, end, f"{start.date()} to {(end - pd.Timedelta(days=1)).date()}")
+    raise MonitoringInputError(
+        f"window {text!r} not understood; use e.g. 30d, 2024-05 or 2024-05-01:2024-05-31"
+    )
+
+
+def log_files(settings: Settings) -> list[Path]:
+    return sorted(settings.predictions_dir.glob("date=*/*.parquet"))
+
+
+def read_prediction_log(
+    settings: Settings,
+    *,
+    window: str | None = None,
+    columns: list[str] | None = None,
+    before: pd.Timestamp | None = None,
+) -> tuple[pd.DataFrame, Window]:
+    """Prediction-log rows in a window (DuckDB over the closed parquet segments).
+
+    `before` instead selects every row logged before that instant (performance).
+    Files written by different model versions may differ in columns: missing
+    ones come back as null (union by name).
+    """
+    import duckdb
+
+    files = log_files(settings)
+    if not files:
+        raise MonitoringInputError(
+            f"the prediction log {settings.predictions_dir} is empty: score customers with the service "
+            "(`clm serve`) or compare a batch-scored file with `--current FILE`"
+        )
+    con = duckdb.connect()
+    try:
+        source = f"read_parquet({[str(f) for f in files]!r}, union_by_name=true, hive_partitioning=false)"
+        first = con.execute(f"select max(cast(ts as timestamptz)) from {source}").fetchone()
+        latest = first[0] if first else None
+        if latest is None:
+            raise MonitoringInputError(
+                f"the prediction log {settings.predictions_dir} holds no rows"
+            )
+        latest_ts = pd.Timestamp(latest)
+        latest_ts = (
+            latest_ts.tz_localize("UTC")
+            if latest_ts.tzinfo is None
+            else latest_ts.tz_convert("UTC")
+        )
+        if before is not None:
+            win = Window(pd.Timestamp("1970-01-01", tz="UTC"), before, f"before {before.date()}")
+        else:
+            win = parse_window(window, latest_ts, settings.monitoring.default_window_days)
+        available = {r[0] for r in con.execute(f"describe select * from {source}").fetchall()}
+        wanted = [c for c in columns if c in available] if columns else sorted(available)
+        select = ", ".join(f'"{c}"' for c in wanted)
+        frame = con.execute(
+            f"select {select} from {source} where cast(ts as timestamptz) >= ? and cast(ts as timestamptz) < ?",
+            [win.start.to_pydatetime(), win.end.to_pydatetime()],
+        ).df()
+    finally:
+        con.close()
+    if "ts" in frame.columns:
+        frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
+    return frame, win
+
+
+def read_batch(path: Path) -> pd.DataFrame:
+    """A batch-scored parquet (same columns as the prediction log)."""
+    if not path.is_file():
+        raise MonitoringInputError(
+            f"batch-scored file {path} not found; write one with `clm score-batch --out FILE`"
+        )
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow errors
+        raise MonitoringInputError(f"{path}: not a readable parquet file ({exc})") from None
+    if not any(c.startswith("f_") for c in frame.columns):
+        raise MonitoringInputError(
+            f"{path}: no feature columns (f_<name>); expected the prediction-log columns of docs/contracts.md"
+        )
+    return frame
+
+
+def unknown_customers(frame: pd.DataFrame) -> tuple[int, int] | None:
+    """(requested, unknown) when the log records unscored customers, else None.
+
+    Serving logs one row per scored customer; a customer it did not know gets no
+    score. When it records them (an `error_code` column with UNKNOWN_CUSTOMER, or
+    rows with no churn probability), the share is unknown / requested.
+    """
+    if "error_code" in frame.columns:
+        unknown = int((frame["error_code"] == "UNKNOWN_CUSTOMER").sum())
+        return len(frame), unknown
+    return None
+
+
+def served_versions(frame: pd.DataFrame, family: str) -> list[dict[str, Any]]:
+    """Which versions of a family answered in the log: first/last time and predictions."""
+    column = f"version_{family}"
+    if column not in frame.columns or frame.empty:
+        return []
+    grouped = frame.groupby(frame[column].astype(str))["ts"].agg(["min", "max", "count"])
+    return [
+        {
+            "version": str(v),
+            "first": str(row["min"]),
+            "last": str(row["max"]),
+            "predictions": int(row["count"]),
+        }
+        for v, row in grouped.sort_values("min").iterrows()
+    ]
+
+
+def registry_history(settings: Settings, family: str, client: Any = None) -> list[dict[str, Any]]:
+    """Every registered version of a family: created, aliases, promotion evidence."""
+    client = client or mlflow_client(settings)
+    name = settings.models.family(family).registered_name
+    try:
+        versions = client.search_model_versions(f"name='{name}'")
+    except Exception:  # no such registered model
+        return []
+    try:
+        aliases_by_version: dict[str, list[str]] = {}
+        for alias, number in (client.get_registered_model(name).aliases or {}).items():
+            aliases_by_version.setdefault(str(number), []).append(alias)
+    except Exception:  # an older server without aliases
+        aliases_by_version = {}
+    out = []
+    for v in sorted(versions, key=lambda v: int(v.version)):
+        tags = dict(v.tags or {})
+        evidence = {k: val for k, val in tags.items() if "promot" in k or "rollback" in k}
+        out.append(
+            {
+                "version": str(v.version),
+                "created": dt.datetime.fromtimestamp(
+                    v.creation_timestamp / 1000, tz=dt.UTC
+                ).isoformat(timespec="seconds"),
+                "aliases": sorted(aliases_by_version.get(str(v.version), [])),
+                "run_id": v.run_id,
+                "evidence": evidence,
+            }
+        )
+    return out
