@@ -49,7 +49,9 @@ class ModelsSettings(_Section):
 
     def family(self, name: str) -> ModelSettings:
         if name not in FAMILIES:
-            raise SettingsError(f"unknown model family {name!r}; expected one of {', '.join(FAMILIES)}")
+            raise SettingsError(
+                f"unknown model family {name!r}; expected one of {', '.join(FAMILIES)}"
+            )
         return getattr(self, name)
 
 
@@ -84,12 +86,25 @@ class MonitoringSettings(_Section):
     psi_red: float = 0.25
     bins: int = Field(10, ge=2)
     performance_min_age_days: int = 90
+    # Data-quality bands (shares of rows, 0..1) and the rest of the monitoring knobs.
+    missing_increase_amber: float = 0.05
+    missing_increase_red: float = 0.20
+    out_of_range_amber: float = 0.05
+    out_of_range_red: float = 0.20
+    unknown_customers_amber: float = 0.01
+    unknown_customers_red: float = 0.05
+    min_segment_rows: int = Field(200, ge=1)
+    auc_drop_amber: float = 0.03
+    auc_drop_red: float = 0.07
+    default_window_days: int = Field(30, ge=1)
 
 
 class FeatureSettings(_Section):
     profile: Literal["embedded", "production"] = "embedded"
     redis_connection: str = "127.0.0.1:6379"
     registry_postgres: str = "postgresql+psycopg://postgres@127.0.0.1:5432/clm_feast"
+    # Feast project: names the registry entries, SQLite tables and Redis keys.
+    project: str = Field("clm", pattern=r"^[a-z][a-z0-9_]*$")
 
 
 class Settings(_Section):
