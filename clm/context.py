@@ -42,14 +42,35 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+OUR_LOGGERS = ("clm", "features", "training", "serving", "monitoring")
+
+
+def configure_output() -> None:
+    """Quiet the libraries for a command-line run: our INFO lines, their warnings only.
+
+    Only the CLI calls this (a library never configures logging itself).
+    """
+    import os
+    import warnings
+
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=".*[Dd]eprecat.*")
+    # MLflow's own tqdm bars would interleave with ours.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    logging.basicConfig(
+        level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    for name in OUR_LOGGERS:
+        logging.getLogger(name).setLevel(logging.INFO)
+
+
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
     """Turn the packages' actionable errors into a message and exit code 2 (no traceback)."""
     from clm.errors import ClmError
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    configure_output()
     try:
         yield
     except ClmError as exc:

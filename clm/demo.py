@@ -39,7 +39,7 @@ def run_demo(
 ) -> dict[str, Any]:
     from rich.console import Console
 
-    console = Console()
+    console = Console(soft_wrap=True)
     done: dict[str, Any] = {"home": str(settings.home)}
     console.rule(f"[bold]clm demo[/] - workspace {settings.home}")
 
@@ -210,14 +210,15 @@ def _one_day() -> Any:
 def _where_is_everything(
     settings: Settings, console: Console, api_key: str, batch_out: Path
 ) -> None:
-    reports = sorted(settings.reports_dir.rglob("*.html"), key=lambda p: p.stat().st_mtime)
+    drift_runs = sorted((settings.reports_dir / "drift").glob("*/"), key=lambda p: p.name)
     console.rule("[bold]Where everything is")
     console.print(f"workspace          {settings.home}")
     console.print(f"raw tables         {settings.raw_dir}")
     console.print(f"feature tables     {settings.feature_dir}")
     console.print(f"batch scores       {batch_out}")
-    if reports:
-        console.print(f"drift report       {reports[-1]}")
+    if drift_runs:
+        for path in sorted(drift_runs[-1].glob("*")):
+            console.print(f"drift report       {path}")
     console.print(
         f"MLflow UI          .venv/bin/mlflow ui --backend-store-uri {settings.tracking_uri}"
     )
