@@ -14,6 +14,7 @@ Builds a small simulated bank in --home the first time (simulate, build, apply, 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -36,6 +37,11 @@ def _time(fn: Callable[[list[str]], Any], batches: list[list[str]]) -> list[floa
         fn(ids)
         out.append(time.perf_counter() - t)
     return out
+
+
+# A fresh Feast project per invocation: Feast's SQL registry keeps a deleted project's
+# feature_view_version_history rows, so re-applying the same name after teardown fails.
+BENCH_PROJECT = f"clm_bench_{os.getpid()}"
 
 
 def _settings(home: Path, store: str):  # type: ignore[no-untyped-def]
@@ -66,7 +72,7 @@ def prepare(home: Path, customers: int, store: str) -> list[str]:
         run_build(base, progress=False)
     settings = _settings(home, store)
     marker = home / f".materialized-{store}"
-    if not marker.is_file():
+    if store == "redis" or not marker.is_file():  # redis: a fresh project every invocation
         run_apply(settings)
         run_materialize(settings)
         marker.write_text("ok")
@@ -158,6 +164,18 @@ def bench_store(
     return rows
 
 
+def _delete_version_history(url: str, project: str) -> None:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("DELETE FROM feature_view_version_history WHERE project_id = :p"),
+            {"p": project},
+        )
+    engine.dispose()
+
+
 def _teardown_redis(home: Path) -> None:
     """Leave the machine's Redis and registry as found (the bench's own project only)."""
     from feast.errors import ProjectObjectNotFoundException
@@ -171,6 +189,7 @@ def _teardown_redis(home: Path) -> None:
         store.registry.delete_project(settings.features.project, commit=True)
     except ProjectObjectNotFoundException:
         pass
+    _delete_version_history(settings.features.registry_postgres, settings.features.project)
     (home / ".materialized-redis").unlink(missing_ok=True)
 
 

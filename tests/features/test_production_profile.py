@@ -61,6 +61,16 @@ def production_settings(feature_settings: Settings) -> Iterator[Settings]:
         store.registry.delete_project(project, commit=True)
     except ProjectObjectNotFoundException:
         pass
+    # Feast's delete_project leaves the project's version history behind; clean it up too.
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(settings.features.registry_postgres)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("DELETE FROM feature_view_version_history WHERE project_id = :p"),
+            {"p": project},
+        )
+    engine.dispose()
 
 
 def test_registry_lives_in_postgres(production_settings: Settings) -> None:
