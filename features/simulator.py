@@ -256,7 +256,9 @@ def _campaigns(tables, ids, bank, calendar):  # type: ignore[no-untyped-def]
         keys = np.zeros(0, np.int64)
     query = (idx * 16 + product) * 100_000 + contact
     pos = np.searchsorted(keys, query, side="right")
-    found = np.where(pos < len(keys), keys[np.minimum(pos, len(keys) - 1)], -1)
+    # (A chunk of late arrivals may have campaigns but no adoption yet: no keys at all.)
+    found = keys[np.minimum(pos, len(keys) - 1)] if len(keys) else np.full(len(query), -1)
+    found = np.where(pos < len(keys), found, -1)
     responded = (found > query) & (found <= query + 60) & (product >= 0)
     response = np.where(responded, found % 100_000, -1)
     order = np.lexsort((idx, contact))

@@ -327,3 +327,28 @@ def test_rate_shock_leaves_the_past_alone_and_pulls_affluent_deposits(tmp_path: 
     assert invested(shock) < 0.8 * invested(base)
     meta = json.loads((shock.raw_dir / "meta.json").read_text())
     assert meta["scenario"] == "rate_shock" and meta["shock_month"] == "2024-07"
+
+
+def test_campaign_responses_without_any_adoption_in_the_chunk() -> None:
+    """A chunk of late arrivals can have campaign contacts but no product opened yet."""
+    from types import SimpleNamespace
+
+    from features.simulation import tables
+    from features.simulation.population import Calendar
+    from features.simulator import _campaigns
+
+    contacts = (
+        np.array([0, 1]),
+        np.array([2, 2]),
+        np.array([5, 6]),
+        "2024-03-credit_card",
+        4,
+        np.array([1, 0]),
+        2,
+    )
+    bank = SimpleNamespace(campaign_rows=[contacts], adoptions=[])
+    table = _campaigns(
+        tables, tables.customer_ids(np.array([10, 11])), bank, Calendar(np.datetime64("2024-01"), 6)
+    )
+    assert table.column("responded").to_pylist() == [False, False]
+    assert table.column("group").to_pylist() == ["treatment", "control"]
