@@ -79,6 +79,17 @@ class ServingSettings(_Section):
     max_ids: int = Field(1000, ge=1)
     max_body_bytes: int = Field(1_048_576, ge=1024)
     prediction_log_flush_seconds: float = Field(1.0, gt=0, le=1.0)
+    # Churn risk_band on the 90-day churn probability: low below medium, medium
+    # below high, high from it.
+    risk_band_medium: float = Field(0.10, gt=0, lt=1)
+    risk_band_high: float = Field(0.30, gt=0, le=1)
+
+    def model_post_init(self, context: Any, /) -> None:
+        if self.risk_band_medium >= self.risk_band_high:
+            raise SettingsError(
+                f"serving.risk_band_medium ({self.risk_band_medium}) must be below "
+                f"serving.risk_band_high ({self.risk_band_high})"
+            )
 
 
 class MonitoringSettings(_Section):
@@ -105,6 +116,10 @@ class FeatureSettings(_Section):
     registry_postgres: str = "postgresql+psycopg://postgres@127.0.0.1:5432/clm_feast"
     # Feast project: names the registry entries, SQLite tables and Redis keys.
     project: str = Field("clm", pattern=r"^[a-z][a-z0-9_]*$")
+    # Memory the feature build's DuckDB may use before it spills to disk.
+    duckdb_memory_limit: str = Field(
+        "6GB", pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$"
+    )
 
 
 class Settings(_Section):

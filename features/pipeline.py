@@ -558,6 +558,8 @@ def run_build(settings: Settings, progress: bool = True) -> dict:
         con.execute("SET TimeZone = 'UTC'")
         # Outputs are sorted explicitly; not preserving scan order lets DuckDB stream and spill.
         con.execute("SET preserve_insertion_order = false")
+        # DuckDB takes 80% of RAM by default; a bounded limit makes it spill instead.
+        con.execute(f"SET memory_limit = '{settings.features.duckdb_memory_limit}'")
         con.execute(f"SET temp_directory = '{(tmp / 'spill').as_posix()}'")
         with Progress(disable=not progress, transient=True) as bar:
             task = bar.add_task("features build", total=len(steps))
