@@ -29,8 +29,28 @@ NEVER = -10_000  # "month of the last event" before anything happened
 
 # Initial book: log-odds shift from monthly adoption to "holds it already".
 INITIAL_HOLDING_SHIFT = 4.3
-# Share of rate-sensitive customers by tier (mass, affluent, private).
-RATE_SENSITIVE_BY_TIER = np.array([0.06, 0.55, 0.45])
+# The rate war: a competitor's better deposit rate. Savers (time deposit, wealth, fund)
+# are the ones who shop for rates: share of them who are rate-sensitive by tier (mass,
+# affluent, private), plus a segment lift (retirees and the middle class compare rates,
+# young digitals switch in an app). Customers without savings move less often: their
+# idle cash is all a better rate can win. About 40% of the book is sensitive.
+RATE_SENSITIVE_SAVER_BY_TIER = np.array([0.60, 0.80, 0.70])
+RATE_SENSITIVE_BY_SEGMENT = np.array([0.15, 0.10, 0.0, 0.0, 0.05])
+RATE_SENSITIVE_NON_SAVER = 0.35
+# Of the sensitive customers who have not moved yet, the share who move in the
+# competitor's first month and in each month after (the news spreads, deposits mature).
+RATE_SHOCK_MOVE_FIRST = 0.6
+RATE_SHOCK_MOVE_LATER = 0.4
+# A mover breaks each savings product outright with this probability (else withdraws most).
+RATE_SHOCK_CLOSE = 0.75
+# The day-to-day relationship follows the money: engagement drops, and stays lower.
+RATE_SHOCK_ENGAGEMENT_DROP = 1.0
+RATE_SHOCK_LEVEL_DROP = 0.8
+RATE_SHOCK_CASH_KEPT = 0.5  # the current account is run down to this share of its usual level
+# The money leaves in tranches: a further transfer out in each of the next months.
+RATE_SHOCK_TRANCHES = 2
+# Salaried movers who also redirect their salary to the competitor (a rate war's condition).
+RATE_SHOCK_SALARY_MOVES = 0.35
 # Customers for whom onboarding contact works: young or digital, not payroll.
 ONBOARDING_EFFECT = 1.5
 ONBOARDING_SEGMENTS = (1, 2, 4)  # middle_class, young_parents, young_digital
@@ -122,7 +142,12 @@ class ChunkBank:
         self.onboarding_effect = np.where(
             (self.onboarding_group == 1) & responsive, ONBOARDING_EFFECT, 0.0
         )
-        self.rate_sensitive = self.shock_rng.random(n) < RATE_SENSITIVE_BY_TIER[pop.tier]
+        # Rate sensitivity is decided when the competitor moves (it depends on what the
+        # customer holds then); the draw is fixed here, from the shock's own stream.
+        self.u_sensitive = self.shock_rng.random(n)
+        self.rate_sensitive = np.zeros(n, bool)
+        self.moved_away = np.zeros(n, bool)  # moved their savings to the competitor
+        self.moved_month = np.full(n, NEVER)
         # Bookkeeping for the tables written at the end of the chunk.
         self.closed_holdings: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         self.campaign_rows: list[tuple[np.ndarray, ...]] = []
@@ -243,6 +268,8 @@ class ChunkBank:
         )
         # --- products: term ends, ordinary closures, adoptions (not for churners).
         stay = existing & ~churn
+        if shocked:
+            self._rate_sensitivity()
         self._products(m, stay, first_day, u_close, u_adopt, day_close, day_open, act, shocked)
         # --- moments of truth.
         stop = (
@@ -260,7 +287,7 @@ class ChunkBank:
         act.add_txn(o_idx, day_close[o_idx] - 1 + 0.6, -moved, 2, 5, 0)
         self.balance[o_idx, 0] -= moved
         if shocked:
-            self._rate_shock(m, stay, act)
+            self._rate_shock(m, stay, int(first_day), act)
         # --- engagement moves (life shocks, moments of truth, the shock's pull).
         self.history = np.column_stack([self.engagement, self.history[:, :2]])
         self.level += 0.05 * noise[0]
@@ -275,8 +302,6 @@ class ChunkBank:
             + 0.5 * up
             - 0.5 * stop
         )
-        if shocked:
-            self.level -= 0.08 * self.rate_sensitive
         # --- the month's observable activity.
         active = (existing | new) & (pop.signup_month <= m)
         start = np.where(new, pop.signup_day - 1, 0).astype(np.float64)
@@ -338,26 +363,61 @@ class ChunkBank:
         self.balance[idx, product] = 0.0
         self.term_end[idx, product] = 1 << 30
 
-    def _rate_shock(self, m: int, stay: np.ndarray, act: MonthActivity) -> None:
-        """A competitor's better rate pulls deposits and investments out of rate-sensitive customers."""
-        srng = self.shock_rng
-        u, share, day = (
-            srng.random(self.n),
-            srng.uniform(0.4, 0.9, self.n),
-            srng.integers(2, 28, self.n),
+    def _rate_sensitivity(self) -> None:
+        """Who shops for rates, from what they hold now (sticky once sensitive)."""
+        pop = self.pop
+        saver = self.held[:, [TD, WEALTH, FUND]].any(axis=1)
+        p = np.where(
+            saver,
+            RATE_SENSITIVE_SAVER_BY_TIER[pop.tier] + RATE_SENSITIVE_BY_SEGMENT[pop.segment],
+            RATE_SENSITIVE_NON_SAVER,
         )
-        pull = (
-            stay & self.rate_sensitive & (u < 0.35) & self.held[:, [TD, WEALTH, FUND]].any(axis=1)
+        self.rate_sensitive |= self.u_sensitive < p
+
+    def _rate_shock(self, m: int, stay: np.ndarray, first_day: int, act: MonthActivity) -> None:
+        """A competitor's better rate: sensitive customers move their savings and idle cash out.
+
+        Everything it does is observable and feeds the baseline hazard, not a hidden
+        multiplier: large outflows (`outflow_month`), savings products broken or
+        redeemed (closures, `deposit_lost_month`, fewer products), a current account
+        run down, and engagement that follows the money (fewer transactions and logins).
+        """
+        srng, n = self.shock_rng, self.n
+        u, share, day = srng.random(n), srng.uniform(0.6, 0.95, n), srng.integers(2, 28, n)
+        u_close, u_salary = srng.random((n, 3)), srng.random(n)
+        # Earlier movers send the next tranche of what is left in the current account.
+        tranche = np.flatnonzero(
+            stay & (m - self.moved_month >= 1) & (m - self.moved_month <= RATE_SHOCK_TRANCHES)
         )
-        idx = np.flatnonzero(pull)
-        for p in (TD, WEALTH, FUND):
+        sent = self.balance[tranche, 0].clip(0) * share[tranche] + self.pop.income[tranche] * 0.5
+        act.add_txn(tranche, day[tranche] - 1 + 0.6, -sent, 2, 4, 0)
+        self.balance[tranche, 0] -= sent
+        self.outflow_month[tranche] = m
+        p_move = RATE_SHOCK_MOVE_FIRST if m == self.shock_month else RATE_SHOCK_MOVE_LATER
+        idx = np.flatnonzero(stay & self.rate_sensitive & ~self.moved_away & (u < p_move))
+        self.moved_away[idx] = True
+        self.moved_month[idx] = m
+        redirect = idx[self.salary_active[idx] & (u_salary[idx] < RATE_SHOCK_SALARY_MOVES)]
+        self.salary_active[redirect] = False
+        self.salary_stopped_month[redirect] = m
+        for k, p in enumerate((TD, WEALTH, FUND)):
             has = idx[self.held[idx, p]]
-            moved = self.balance[has, p] * share[has]
-            self.balance[has, p] -= moved
-            act.add_txn(has, day[has] - 1 + 0.55, -moved, 2, 4, p)
+            broken = has[u_close[has, k] < RATE_SHOCK_CLOSE]
+            drawn = has[u_close[has, k] >= RATE_SHOCK_CLOSE]
+            act.add_txn(broken, day[broken] - 1 + 0.55, -self.balance[broken, p], 2, 4, p)
+            self._close(broken, np.full(len(broken), p), first_day + day[broken] - 1)
+            self.deposit_lost_month[broken] = m
+            moved = self.balance[drawn, p] * share[drawn]
+            self.balance[drawn, p] -= moved
+            act.add_txn(drawn, day[drawn] - 1 + 0.55, -moved, 2, 4, p)
+        # Idle cash follows: a large transfer out of the current account, which stays low.
+        cash = self.balance[idx, 0].clip(0) * share[idx] + self.pop.income[idx] * 1.5
+        act.add_txn(idx, day[idx] - 1 + 0.6, -cash, 2, 4, 0)
+        self.balance[idx, 0] -= cash
+        self.cash_factor[idx] *= RATE_SHOCK_CASH_KEPT
         self.outflow_month[idx] = m
-        early = idx[self.held[idx, TD] & (share[idx] > 0.7)]
-        self._close(early, np.full(len(early), TD), self.cal.month_start(m)[()] + day[early] - 1)
+        self.engagement[idx] -= RATE_SHOCK_ENGAGEMENT_DROP
+        self.level[idx] -= RATE_SHOCK_LEVEL_DROP
 
     def _activity(self, active, start, end, days, noise, act) -> None:  # type: ignore[no-untyped-def]
         from features.simulation.activity import draw_activity
@@ -452,7 +512,7 @@ class ChunkBank:
             empty_month=self.empty_month,
             onboarding_effect=self.onboarding_effect,
             campaign_until=self.campaign_until,
-            shocked=self.rate_sensitive & shocked,
+            shocked=self.moved_away & shocked,
             txn_rate=self.pop.txn_rate,
         )
 

@@ -30,7 +30,6 @@ CHURN_LARGE_OUTFLOW = 0.9  # a large outflow in the last 2 months
 CHURN_DEPOSIT_LOST = 0.7  # a time deposit matured and was not renewed (last 2 months)
 CHURN_APP_QUIET = 0.5  # an app user with no session for two months
 CHURN_EMPTY_MONTH = 0.9  # no customer-initiated transaction last month
-CHURN_RATE_SHOCK = 1.1  # rate-sensitive customer after the competitor's move
 HONEYMOON_MONTHS = 6
 
 # Adoption: product order = PROPENSITY_PRODUCTS (time_deposit ... pension).
@@ -62,7 +61,7 @@ ADOPT_BY_SEGMENT = np.array(
 ADOPT_ENGAGEMENT = 0.8
 ADOPT_CAMPAIGN = 0.9  # a treatment contact lifts adoption for two months
 ADOPT_EMPTY_MONTH = -1.2
-ADOPT_RATE_SHOCK = -1.0  # rate-sensitive customers open deposits elsewhere
+ADOPT_RATE_SHOCK = -1.0  # customers who moved to the competitor open deposits there
 ADOPT_NEWCOMER = 0.5  # cross-selling in the first months
 
 DISCRETIONARY_PER_ENGAGEMENT = 1.1  # log activity per unit of engagement
@@ -91,7 +90,8 @@ class Snapshot:
     empty_month: np.ndarray  # no discretionary transaction in month m
     onboarding_effect: np.ndarray  # logit reduction while in honeymoon (0 for control/none)
     campaign_until: np.ndarray  # (n, 8) last month a campaign lifts adoption
-    shocked: np.ndarray  # rate-sensitive and the competitor has moved (known at m)
+    shocked: np.ndarray  # moved savings to the rate-war competitor (adoption only; churn
+    # follows from the observable states the move leaves: outflow, closures, low activity)
     txn_rate: np.ndarray
 
 
@@ -114,7 +114,6 @@ def churn_logit(
         + CHURN_DEPOSIT_LOST * (at - s.deposit_lost_month < 2)
         + CHURN_APP_QUIET * s.app_quiet
         + CHURN_EMPTY_MONTH * empty
-        + CHURN_RATE_SHOCK * s.shocked
     )
 
 

@@ -35,7 +35,9 @@ def _table(settings: Settings, name: str) -> str:
 
 def _query(settings: Settings, sql: str) -> list[tuple]:
     names = {name: _table(settings, name) for name in SCHEMAS}
-    return duckdb.sql(sql.format(**names)).fetchall()
+    relation = duckdb.sql(sql.format(**names))
+    assert relation is not None, sql
+    return relation.fetchall()
 
 
 @pytest.fixture(scope="module")
@@ -293,9 +295,9 @@ def test_onboarding_contact_lowers_early_churn_for_some_customers(tmp_path: Path
 
 
 def test_rate_shock_leaves_the_past_alone_and_pulls_affluent_deposits(tmp_path: Path) -> None:
-    base = _simulate(tmp_path / "base", customers=500, months=9, seed=3)
+    base = _simulate(tmp_path / "base", customers=1000, months=9, seed=3)
     shock = _simulate(
-        tmp_path / "shock", customers=500, months=9, seed=3, scenario="rate_shock", shock_month=6
+        tmp_path / "shock", customers=1000, months=9, seed=3, scenario="rate_shock", shock_month=6
     )
     for name in PARTITIONED:
         for month in ("2024-01", "2024-04", "2024-06"):
@@ -322,11 +324,76 @@ def test_rate_shock_leaves_the_past_alone_and_pulls_affluent_deposits(tmp_path: 
             "and product in ('time_deposit', 'wealth_management', 'mutual_fund')",
         )[0][0]
 
+    def savings_closed(settings: Settings) -> int:
+        return _query(
+            settings,
+            "select count(*) from {holdings} where closed_date >= date '2024-07-01' "
+            "and product in ('time_deposit', 'wealth_management', 'mutual_fund')",
+        )[0][0]
+
+    def activity(settings: Settings, table: str) -> float:
+        """Customer-initiated transactions (or app sessions) in 2024-09."""
+        where = (
+            "category in ('card_spend', 'cash', 'bill_payment')"
+            if table == "transactions"
+            else "true"
+        )
+        return _query(
+            settings,
+            f"select count(*) from {{{table}}} where timestamp >= timestamp '2024-09-01' and {where}",
+        )[0][0]
+
+    def churned(settings: Settings) -> int:
+        """Customers whose last holding closed after the shock (a churn closes everything)."""
+        return _query(
+            settings,
+            "select count(*) from (select customer_id, bool_and(closed_date is not null) gone, "
+            "max(closed_date) last from {holdings} group by 1) where gone and last >= date '2024-07-01'",
+        )[0][0]
+
     before, after = outflows(base), outflows(shock)
     assert after["affluent"] > 2 * before.get("affluent", 0.0)
+    # The rate war reaches beyond the affluent: mass-tier savers move deposits too.
+    assert after["mass"] > 2 * before.get("mass", 0.0)
     assert invested(shock) < 0.8 * invested(base)
+    # Observable behaviour: savings products closed, day-to-day activity and logins drop ...
+    assert savings_closed(shock) > 3 * savings_closed(base)
+    assert activity(shock, "transactions") < 0.9 * activity(base, "transactions")
+    assert activity(shock, "app_sessions") < 0.9 * activity(base, "app_sessions")
+    # ... and the churn that follows comes from those states (no hidden shock term).
+    assert churned(shock) > 1.3 * churned(base)
     meta = json.loads((shock.raw_dir / "meta.json").read_text())
     assert meta["scenario"] == "rate_shock" and meta["shock_month"] == "2024-07"
+
+
+def test_churn_hazard_has_no_hidden_rate_shock_term() -> None:
+    """The shock raises churn only through observable states; the flag alone moves nothing."""
+    from features.simulation import hazards as hz
+
+    n = 4
+    rng = np.random.default_rng(0)
+    snap = hz.Snapshot(
+        month=10,
+        engagement=rng.normal(0, 1, n),
+        level=rng.normal(0, 1, n),
+        segment=np.arange(n),
+        tier=np.array([0, 1, 2, 1]),
+        signup_month=np.array([-30, -5, 2, -60]),
+        products_held=rng.random((n, 9)) < 0.5,
+        salary_active=np.array([True, False, True, False]),
+        salary_stopped_month=np.array([-10_000, 9, -10_000, -10_000]),
+        outflow_month=np.array([10, -10_000, 9, -10_000]),
+        deposit_lost_month=np.array([-10_000, 10, -10_000, -10_000]),
+        app_quiet=np.array([False, True, False, False]),
+        empty_month=np.array([False, False, True, False]),
+        onboarding_effect=np.zeros(n),
+        campaign_until=np.full((n, 8), -10_000),
+        shocked=np.zeros(n, bool),
+        txn_rate=np.full(n, 10.0),
+    )
+    calm = hz.ninety_days(snap)[0]
+    snap.shocked = np.ones(n, bool)
+    assert np.array_equal(hz.ninety_days(snap)[0], calm)
 
 
 def test_campaign_responses_without_any_adoption_in_the_chunk() -> None:
