@@ -13,6 +13,9 @@ churn alias and registers a copy), so the workspace itself is left as it was.
 3. Batch scoring (serving.batch's scoring + parquet layout) vs raw Booster.predict
    of the same boosters on the same matrix (the snapshot repeated to --batch-rows).
 4. Swap under load: p99 while the churn champion flips every second vs steady.
+
+`--gc-probe off|freeze` instead runs /score's work in this process with every
+garbage-collection pass timed (what found the cause of the 100-customer p99).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -198,6 +202,87 @@ def bench_batch(settings: Settings, rows: int, rounds: int) -> dict[str, Any]:
     }
 
 
+def gc_probe(home: Path, *, customers: int, requests: int, freeze: bool) -> dict[str, Any]:
+    """/score's work in this process (holder polling every 1 s, prediction log with a
+    20 s roll, online lookup, scoring, JSON) with every GC pass timed: `freeze` does
+    what the service's start-up does (gc.collect + gc.freeze once everything is loaded).
+    Run once per variant, each in its own process (freezing is process-wide)."""
+    import gc
+
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from features.online import OnlineFeatureReader
+    from features.store import feature_names
+    from serving.holder import ModelHolder
+    from serving.predlog import PredictionLog
+    from serving.scoring import score
+
+    settings = Settings.load(home=home, env={})
+    serving = settings.serving.model_copy(update={"poll_seconds": 1.0})
+    settings = settings.model_copy(update={"serving": serving})
+    holder = ModelHolder(settings, expected_features=lambda s: list(feature_names(settings, s)))
+    holder.start()
+    tmp = Path(tempfile.mkdtemp(prefix="clm-gc-probe-"))
+    predictions = PredictionLog(tmp / "predictions", flush_seconds=1.0, roll_seconds=20.0)
+    reader = OnlineFeatureReader(settings)
+    table = pq.read_table(
+        settings.feature_dir / "customer_features.parquet",
+        columns=["customer_id", "event_timestamp"],
+    )
+    latest = pc.max(table["event_timestamp"])
+    ids = sorted(
+        str(c)
+        for c in table.filter(pc.equal(table["event_timestamp"], latest))["customer_id"].to_pylist()
+    )[:customers]
+    models = holder.current
+    assert models is not None
+    service = models.churn.feature_service
+    reader.lookup(ids[:1], service)
+    if freeze:
+        gc.collect()
+        gc.freeze()
+    passes: list[tuple[int, float]] = []
+    started: list[float] = [0.0]
+
+    def timer(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            passes.append((info["generation"], time.perf_counter() - started[0]))
+
+    gc.callbacks.append(timer)
+    latencies = []
+    try:
+        for i in range(requests):
+            t0 = time.perf_counter()
+            current = holder.current or models
+            frame, _ = reader.lookup(ids, service)
+            matrix = np.full((len(ids), len(current.union)), np.nan)
+            matrix[:, current.columns["churn"]] = frame.to_numpy(dtype=np.float64, na_value=np.nan)
+            scored = score(current, ids, matrix, explain=False)
+            json.dumps({"results": scored.results}, allow_nan=False)
+            predictions.append(f"probe-{i}", "score", scored)
+            latencies.append(time.perf_counter() - t0)
+    finally:
+        gc.callbacks.remove(timer)
+        holder.stop()
+        predictions.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    p50, p99 = percentiles(latencies)
+    full = [seconds * 1000 for generation, seconds in passes if generation == 2]
+    return {
+        "freeze": freeze,
+        "customers": len(ids),
+        "requests": requests,
+        "p50_ms": p50,
+        "p99_ms": p99,
+        "gen2_passes": len(full),
+        "gen2_median_ms": statistics.median(full) if full else 0.0,
+        "gen2_max_ms": max(full, default=0.0),
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m bench.serving",
@@ -216,8 +301,27 @@ def main(argv: list[str] | None = None) -> None:
         "--skip", default="", help="comma list of parts to skip: http,score,batch,swap"
     )
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    parser.add_argument(
+        "--gc-probe",
+        choices=("off", "freeze"),
+        help="instead: /score's work in-process, GC passes timed (off: as before the fix; "
+        "freeze: as the service starts now); --gc-customers/--gc-requests",
+    )
+    parser.add_argument("--gc-customers", type=int, default=100)
+    parser.add_argument("--gc-requests", type=int, default=600)
     args = parser.parse_args(argv)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    if args.gc_probe:
+        probe = gc_probe(
+            args.home,
+            customers=args.gc_customers,
+            requests=args.gc_requests,
+            freeze=args.gc_probe == "freeze",
+        )
+        print(json.dumps(probe))
+        if args.out:
+            args.out.write_text(json.dumps(probe, indent=1))
+        return
 
     import httpx
 

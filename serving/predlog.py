@@ -21,7 +21,7 @@ import os
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -74,42 +74,48 @@ def log_schema(feature_names: tuple[str, ...]) -> pa.Schema:
 
 
 def to_batch(requests: list[LoggedRequest], schema: pa.Schema) -> pa.RecordBatch:
-    """Many requests with the same feature list -> one record batch."""
+    """Many requests with the same feature list -> one record batch.
+
+    Runs in the writer thread but holds the GIL while it builds Python-level
+    columns, so it competes with requests: per-request values (id, time,
+    endpoint, versions) are gathered by row index from one-per-request arrays
+    and the numeric columns are views of one matrix, not per-row Python objects.
+    """
     import pyarrow as pa
 
-    def repeat(value: object, n: int) -> list[object]:
-        return [value] * n
-
-    cols: dict[str, list[object] | np.ndarray] = {}
     sizes = [len(r.scored.customer_ids) for r in requests]
-    cols["request_id"] = [
-        v for r, n in zip(requests, sizes, strict=True) for v in repeat(r.request_id, n)
-    ]
-    cols["ts"] = [v for r, n in zip(requests, sizes, strict=True) for v in repeat(r.ts, n)]
+    owner = pa.array(np.repeat(np.arange(len(requests)), sizes))
+
+    def per_request(values: list[object], type_: pa.DataType) -> pa.Array:
+        return pa.array(values, type=type_).take(owner)
+
+    cols: dict[str, pa.Array | list[object] | np.ndarray] = {}
+    cols["request_id"] = per_request([r.request_id for r in requests], pa.string())
+    cols["ts"] = per_request([r.ts for r in requests], schema.field("ts").type)
     cols["customer_id"] = [c for r in requests for c in r.scored.customer_ids]
-    cols["endpoint"] = [
-        v for r, n in zip(requests, sizes, strict=True) for v in repeat(r.endpoint, n)
-    ]
+    cols["endpoint"] = per_request([r.endpoint for r in requests], pa.string())
     for family in ("churn", "propensity", "stage"):
-        cols[f"version_{family}"] = [
-            v
-            for r, n in zip(requests, sizes, strict=True)
-            for v in repeat(r.scored.versions[family], n)
-        ]
+        cols[f"version_{family}"] = per_request(
+            [r.scored.versions[family] for r in requests], pa.string()
+        )
     cols["churn_probability"] = np.concatenate([r.scored.churn for r in requests])
-    propensity = np.concatenate([r.scored.propensity for r in requests])
+    propensity = np.concatenate([r.scored.propensity for r in requests]).T.copy()
     for j, p in enumerate(PROPENSITY_PRODUCTS):
-        cols[f"propensity_{p}"] = propensity[:, j]
+        cols[f"propensity_{p}"] = propensity[j]
     cols["next_best_product"] = [v for r in requests for v in r.scored.next_best]
     cols["stage_current"] = [v for r in requests for v in r.scored.stage_current]
     cols["stage_next"] = [v for r in requests for v in r.scored.stage_next]
-    stage = np.concatenate([r.scored.stage for r in requests])
+    stage = np.concatenate([r.scored.stage for r in requests]).T.copy()
     for j, s in enumerate(STAGES):
-        cols[f"stage_prob_{s}"] = stage[:, j]
-    features = np.concatenate([r.scored.features for r in requests])
+        cols[f"stage_prob_{s}"] = stage[j]
+    # Transposed once, so each feature column is contiguous (Arrow takes it without a copy).
+    features = np.concatenate([r.scored.features for r in requests]).T.copy()
     for j, name in enumerate(requests[0].scored.feature_names):
-        cols[f"f_{name}"] = features[:, j]
-    arrays = [pa.array(cols[f.name], type=f.type) for f in schema]
+        cols[f"f_{name}"] = features[j]
+    arrays = [
+        column if isinstance(column := cols[f.name], pa.Array) else pa.array(column, type=f.type)
+        for f in schema
+    ]
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
@@ -140,7 +146,10 @@ class PredictionLog:
     def append(self, request_id: str, endpoint: str, scored: Scored) -> None:
         """Queue one request's rows; written at the next flush (cheap, no I/O)."""
         if scored.customer_ids:
-            self._pending.append(LoggedRequest(request_id, datetime.now(UTC), endpoint, scored))
+            # Without the response dicts: they would otherwise survive until the flush,
+            # reach the oldest GC generation and make full collections more frequent.
+            kept = replace(scored, results=[]) if scored.results else scored
+            self._pending.append(LoggedRequest(request_id, datetime.now(UTC), endpoint, kept))
 
     def flush(self) -> None:
         """Write everything queued so far to the journal and fsync it."""

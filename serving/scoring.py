@@ -15,11 +15,14 @@ from typing import Any
 import numpy as np
 
 from clm.domain import PROPENSITY_PRODUCTS, STAGES
-from clm.settings import FAMILIES
+from clm.settings import FAMILIES, ServingSettings
 from serving.models import LoadedModel
 
-# Churn risk bands on the 90-day churn probability (upper bounds, exclusive).
-RISK_BANDS: tuple[tuple[float, str], ...] = ((0.10, "low"), (0.30, "medium"), (math.inf, "high"))
+# Churn risk bands on the 90-day churn probability: (upper bound, exclusive; band).
+# The cut-offs are configuration (mlflow.yaml `serving.risk_band_medium/high`);
+# these defaults equal ServingSettings' defaults.
+RiskBands = tuple[tuple[float, str], ...]
+DEFAULT_RISK_BANDS: RiskBands = ((0.10, "low"), (0.30, "medium"), (math.inf, "high"))
 TOP_REASONS = 5
 
 
@@ -118,10 +121,12 @@ def score(
     *,
     explain: bool,
     build_results: bool = True,
+    bands: RiskBands = DEFAULT_RISK_BANDS,
 ) -> Scored:
     """Score rows of the union feature matrix with the three families.
 
-    `build_results=False` (batch scoring) skips the per-row response dicts.
+    `build_results=False` (batch scoring) skips the per-row response dicts;
+    `bands` (from `risk_bands(settings.serving)`) name each row's churn risk band.
     """
     per_family = {f: np.ascontiguousarray(matrix[:, models.columns[f]]) for f in FAMILIES}
     churn = models.churn.predict(per_family["churn"])
@@ -168,7 +173,7 @@ def score(
         p = churn_list[i]
         result: dict[str, Any] = {
             "customer_id": customer_id,
-            "churn": {"probability": p, "risk_band": risk_band(p)},
+            "churn": {"probability": p, "risk_band": risk_band(p, bands)},
             "propensity": {
                 product: prop_list[i][j]
                 for j, product in enumerate(PROPENSITY_PRODUCTS)
@@ -199,11 +204,20 @@ def score(
     )
 
 
-def risk_band(probability: float) -> str:
-    for upper, band in RISK_BANDS:
+def risk_bands(serving: ServingSettings) -> RiskBands:
+    """The configured churn risk bands (ServingSettings checks medium < high)."""
+    return (
+        (serving.risk_band_medium, "low"),
+        (serving.risk_band_high, "medium"),
+        (math.inf, "high"),
+    )
+
+
+def risk_band(probability: float, bands: RiskBands = DEFAULT_RISK_BANDS) -> str:
+    for upper, band in bands:
         if probability < upper:
             return band
-    return RISK_BANDS[-1][1]
+    return bands[-1][1]
 
 
 def _reasons(

@@ -16,6 +16,7 @@ import pytest
 
 from clm.domain import PROPENSITY_PRODUCTS, STAGES
 from clm.settings import Settings
+from serving.scoring import risk_band, risk_bands
 from tests.fixtures.service import RunningService
 from tests.serving.conftest import inline_row
 from tests.serving.registry_tools import champion, download_version
@@ -79,7 +80,10 @@ def test_score_contract_and_numbers(
         assert result["churn"]["probability"] == pytest.approx(
             churn["boosters"]["churn"].predict(x)[0], abs=1e-9
         )
-        assert result["churn"]["risk_band"] in ("low", "medium", "high")
+        # the band follows the service's configured cut-offs (not the defaults, see the fixture)
+        assert result["churn"]["risk_band"] == risk_band(
+            result["churn"]["probability"], risk_bands(scoring_service.settings.serving)
+        )
         # propensity: probabilities; the next best product is the most likely one not held
         props = result["propensity"]
         assert set(props) <= set(PROPENSITY_PRODUCTS) and props
