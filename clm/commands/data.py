@@ -17,12 +17,31 @@ def register(app: typer.Typer) -> None:
 
 def simulate(
     ctx: typer.Context,
-    customers: Annotated[int, typer.Option("--customers", "-n", min=1, help="Customers at the start (new ones arrive monthly).")] = 2000,
-    months: Annotated[int, typer.Option("--months", "-m", min=4, help="Months of history to simulate.")] = 24,
-    seed: Annotated[int, typer.Option("--seed", "-s", help="Random seed: the same seed gives the same bank.")] = 7,
-    scenario: Annotated[str, typer.Option("--scenario", help="baseline or rate_shock.")] = "baseline",
-    shock_month: Annotated[int | None, typer.Option("--shock-month", help="rate_shock: month index (0-based) the competitor moves; default two thirds through.")] = None,
-    start_month: Annotated[str, typer.Option("--start-month", help="First simulated month, YYYY-MM.")] = "2024-01",
+    customers: Annotated[
+        int,
+        typer.Option(
+            "--customers", "-n", min=1, help="Customers at the start (new ones arrive monthly)."
+        ),
+    ] = 2000,
+    months: Annotated[
+        int, typer.Option("--months", "-m", min=4, help="Months of history to simulate.")
+    ] = 24,
+    seed: Annotated[
+        int, typer.Option("--seed", "-s", help="Random seed: the same seed gives the same bank.")
+    ] = 7,
+    scenario: Annotated[
+        str, typer.Option("--scenario", help="baseline or rate_shock.")
+    ] = "baseline",
+    shock_month: Annotated[
+        int | None,
+        typer.Option(
+            "--shock-month",
+            help="rate_shock: month index (0-based) the competitor moves; default two thirds through.",
+        ),
+    ] = None,
+    start_month: Annotated[
+        str, typer.Option("--start-month", help="First simulated month, YYYY-MM.")
+    ] = "2024-01",
 ) -> None:
     """Write the raw tables of a simulated retail bank (and its ground truth) under $CLM_HOME/raw."""
     state: State = ctx.obj
@@ -42,13 +61,32 @@ def simulate(
 
 def ingest(
     ctx: typer.Context,
-    transactions: Annotated[Path, typer.Option("--transactions", help="Transaction log, CSV or parquet (customer_id, timestamp, amount; more optional).")],
-    customers: Annotated[Path | None, typer.Option("--customers", help="Customer table, CSV or parquet (customer_id; more optional).")] = None,
-    holdings: Annotated[Path | None, typer.Option("--holdings", help="Product holdings, CSV or parquet (customer_id, product, opened_date[, closed_date]).")] = None,
+    transactions: Annotated[
+        Path,
+        typer.Option(
+            "--transactions",
+            help="Transaction log, CSV or parquet (customer_id, timestamp, amount; more optional).",
+        ),
+    ],
+    customers: Annotated[
+        Path | None,
+        typer.Option(
+            "--customers", help="Customer table, CSV or parquet (customer_id; more optional)."
+        ),
+    ] = None,
+    holdings: Annotated[
+        Path | None,
+        typer.Option(
+            "--holdings",
+            help="Product holdings, CSV or parquet (customer_id, product, opened_date[, closed_date]).",
+        ),
+    ] = None,
 ) -> None:
     """Import a bank's own data (README: 'A bank's own data') into the raw tables; all or nothing."""
     state: State = ctx.obj
     with user_errors():
         from features.ingest import run_ingest
 
-        run_ingest(state.settings, transactions=transactions, customers=customers, holdings=holdings)
+        run_ingest(
+            state.settings, transactions=transactions, customers=customers, holdings=holdings
+        )

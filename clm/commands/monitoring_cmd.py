@@ -9,7 +9,9 @@ import typer
 
 from clm.context import State, user_errors
 
-monitor_app = typer.Typer(help="Drift, performance and risk reports for model risk management.", no_args_is_help=True)
+monitor_app = typer.Typer(
+    help="Drift, performance and risk reports for model risk management.", no_args_is_help=True
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -19,9 +21,19 @@ def register(app: typer.Typer) -> None:
 @monitor_app.command("drift")
 def drift(
     ctx: typer.Context,
-    model: Annotated[str | None, typer.Option("--model", help="churn, propensity or stage (default: all).")] = None,
-    window: Annotated[str | None, typer.Option("--window", help="Prediction-log window, e.g. 30d, or START:END dates.")] = None,
-    current: Annotated[Path | None, typer.Option("--current", help="A batch-scored parquet file to compare instead of the log.")] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", help="churn, propensity or stage (default: all).")
+    ] = None,
+    window: Annotated[
+        str | None,
+        typer.Option("--window", help="Prediction-log window, e.g. 30d, or START:END dates."),
+    ] = None,
+    current: Annotated[
+        Path | None,
+        typer.Option(
+            "--current", help="A batch-scored parquet file to compare instead of the log."
+        ),
+    ] = None,
 ) -> None:
     """PSI/CSI against the champion's reference sample, data quality, Evidently report; exit 1 if red."""
     state: State = ctx.obj
@@ -35,7 +47,9 @@ def drift(
 @monitor_app.command("performance")
 def performance(
     ctx: typer.Context,
-    model: Annotated[str | None, typer.Option("--model", help="churn, propensity or stage (default: all).")] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", help="churn, propensity or stage (default: all).")
+    ] = None,
 ) -> None:
     """AUC, KS, Gini and calibration on predictions whose outcomes have matured; exit 1 if red."""
     state: State = ctx.obj
@@ -49,8 +63,15 @@ def performance(
 @monitor_app.command("report")
 def report(
     ctx: typer.Context,
-    model: Annotated[str | None, typer.Option("--model", help="churn, propensity or stage (default: all).")] = None,
-    period: Annotated[str | None, typer.Option("--period", help="YYYY-MM, or START:END dates (default: the last 30 days of the log).")] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", help="churn, propensity or stage (default: all).")
+    ] = None,
+    period: Annotated[
+        str | None,
+        typer.Option(
+            "--period", help="YYYY-MM, or START:END dates (default: the last 30 days of the log)."
+        ),
+    ] = None,
 ) -> None:
     """One self-contained HTML risk report per model per period, under $CLM_HOME/reports."""
     state: State = ctx.obj
