@@ -16,6 +16,10 @@ def test_notebook_runs(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPat
     from nbclient import NotebookClient
 
     monkeypatch.setenv("CLM_HOME", str(tmp_path / "home"))
+    # mlflow.set_tracking_uri() exports MLFLOW_TRACKING_URI to this process's environment,
+    # so an earlier test's registry would leak into the kernel: the notebook uses its own.
+    for variable in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "CLM_CONFIG", "CLM_PROFILE"):
+        monkeypatch.delenv(variable, raising=False)
     monkeypatch.setenv("MPLBACKEND", "Agg")
     notebook = nbformat.read(path, as_version=4)
     # A per-cell limit: a cell that hangs fails the test instead of the whole CI run.
