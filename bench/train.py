@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 
-def run_once(home: Path, trials: int) -> dict[str, float]:
+def run_once(home: Path, trials: int, log: Path | None = None) -> dict[str, float]:
     scratch = Path(tempfile.mkdtemp(prefix="clm-bench-train-"))
     try:
         config = scratch / "mlflow.yaml"
@@ -41,19 +41,25 @@ def run_once(home: Path, trials: int) -> dict[str, float]:
         }
         clm = Path(sys.executable).with_name("clm")
         began = time.perf_counter()
-        child = subprocess.Popen(
-            [str(clm), "train", "all", "--trials", str(trials)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert child.stderr is not None
-        err = child.stderr.read()
-        _, status, usage = os.wait4(child.pid, 0)
+        # With --log the child's output (each family's progress bars) goes to a file as it
+        # comes, so a run stopped half way still shows which families finished.
+        sink = open(log, "a") if log is not None else None  # noqa: SIM115
+        try:
+            child = subprocess.Popen(
+                [str(clm), "train", "all", "--trials", str(trials)],
+                env=env,
+                stdout=sink if sink is not None else subprocess.DEVNULL,
+                stderr=sink if sink is not None else subprocess.PIPE,
+                text=True,
+            )
+            err = child.stderr.read() if child.stderr is not None else ""
+            _, status, usage = os.wait4(child.pid, 0)
+        finally:
+            if sink is not None:
+                sink.close()
         seconds = time.perf_counter() - began
         if os.waitstatus_to_exitcode(status) != 0:
-            raise SystemExit(f"clm train failed:\n{err[-3000:]}")
+            raise SystemExit(f"clm train failed:\n{err[-3000:] or f'see {log}'}")
         return {"seconds": seconds, "peak_rss_gb": usage.ru_maxrss / 1024**2}
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -125,6 +131,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--no-baseline", action="store_true", help="skip the --trials 0 baseline")
     parser.add_argument(
+        "--log",
+        type=Path,
+        default=None,
+        help="append the child's output (progress, result) to this file",
+    )
+    parser.add_argument(
         "--quality",
         action="store_true",
         help="only print the quality bars of the workspace's latest versions",
@@ -138,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
     results: dict[int, list[dict[str, float]]] = {t: [] for t in configs}
     for run in range(args.runs):
         for trials in configs:  # interleaved, so load on the machine hits both alike
-            result = run_once(args.home, trials)
+            result = run_once(args.home, trials, args.log)
             results[trials].append(result)
             print(
                 f"run {run + 1}: --trials {trials}: {result['seconds']:.1f} s, peak {result['peak_rss_gb']:.2f} GB",

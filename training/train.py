@@ -23,7 +23,9 @@ if TYPE_CHECKING:
 
 MAX_ROUNDS = 2000
 EARLY_STOPPING_ROUNDS = 30
-SMALL_SET_ROWS = 50_000
+# One LightGBM thread (see lgb_params); a dedicated machine could use its cores, with
+# OMP_WAIT_POLICY=passive set before LightGBM loads.
+NUM_THREADS = 1
 # Defaults that work on tabular bank data without tuning; `--trials 0` uses them.
 DEFAULT_PARAMS: dict[str, Any] = {
     "learning_rate": 0.08,
@@ -51,6 +53,10 @@ class Task:
     source: pd.DataFrame
     positions: dict[str, np.ndarray]
     num_class: int = 1
+    # The family's features as one float32 matrix (rows of `source`) and this task's
+    # targets for every row, shared by all tasks: a fit gathers its rows from them.
+    matrix: np.ndarray | None = None
+    targets: np.ndarray | None = None
 
     def rows(self, split: str) -> pd.DataFrame:
         return self.source.iloc[self.positions[split]]
@@ -81,12 +87,22 @@ class Task:
             return stage_index(part[self.label])
         return part[self.label].astype(float).to_numpy()
 
+    def xy(self, positions: np.ndarray, features: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Features (float32) and targets of the rows at `positions` of `source`."""
+        if self.matrix is None:
+            self.matrix = self.source[features].to_numpy(dtype=np.float32)
+        if self.targets is None:
+            self.targets = self.target(self.source)
+        return self.matrix[positions], self.targets[positions]
+
 
 def tasks_for(training_set: TrainingSet) -> list[Task]:
     """Split a family's training set into its boosters' tasks."""
     family = training_set.family
     frame = training_set.frame
     split = frame["split"].to_numpy()
+    # One float32 copy of the features for all of the family's boosters.
+    matrix = frame[training_set.features].to_numpy(dtype=np.float32)
 
     def positions(keep: np.ndarray) -> dict[str, np.ndarray]:
         return {
@@ -103,14 +119,20 @@ def tasks_for(training_set: TrainingSet) -> list[Task]:
                     f"({outcomes.tolist()} in {int((split == name).sum())} rows); "
                     "check features/labels.parquet (`clm features build`) or use more months"
                 )
-        return [
-            Task("churn", "binary", "churn_90d", frame, positions(np.ones(len(frame), dtype=bool)))
-        ]
+        every = np.ones(len(frame), dtype=bool)
+        return [Task("churn", "binary", "churn_90d", frame, positions(every), 1, matrix, churn)]
     if family == "stage":
-        known = stage_index(frame["stage_next"]) >= 0
+        classes = stage_index(frame["stage_next"])
         return [
             Task(
-                "stage", "multiclass", "stage_next", frame, positions(known), num_class=len(STAGES)
+                "stage",
+                "multiclass",
+                "stage_next",
+                frame,
+                positions(classes >= 0),
+                len(STAGES),
+                matrix,
+                classes,
             )
         ]
     tasks = []
@@ -121,7 +143,7 @@ def tasks_for(training_set: TrainingSet) -> list[Task]:
         own = positions(~np.isnan(values))
         if any(len(np.unique(values[own[name]])) < 2 for name in ("train", "validation")):
             continue  # no adoption in a split: nothing to learn or to stop on
-        tasks.append(Task(product, "binary", label, frame, own))
+        tasks.append(Task(product, "binary", label, frame, own, 1, matrix, values))
     return tasks
 
 
@@ -136,9 +158,10 @@ def lgb_params(task: Task, params: dict[str, Any], seed: int, rows: int = 0) -> 
         # Lets min_data_in_leaf change between trials on a fresh Dataset without warnings.
         "feature_pre_filter": False,
         "force_col_wise": True,
-        # OpenMP threads spin while waiting: on small sets (tests, tuning samples on a
-        # busy machine) one thread is faster than two fighting for the cores.
-        "num_threads": 1 if rows < SMALL_SET_ROWS else 0,
+        # OpenMP threads spin while waiting: on a machine busier than its cores (this
+        # shared 2-core box) two threads burn ~3x the CPU of one for the same trees
+        # (measured: 60 rounds on 264k x 66 rows, 15.5 CPU-s with 2 threads, 5.3 s with 1).
+        "num_threads": NUM_THREADS,
     }
     if task.objective == "multiclass":
         out["num_class"] = task.num_class
@@ -151,27 +174,26 @@ def fit(
     params: dict[str, Any],
     *,
     seed: int,
-    train: pd.DataFrame | None = None,
+    train: np.ndarray | None = None,
+    validation: np.ndarray | None = None,
     callbacks: list[Callable[..., None]] | None = None,
 ) -> tuple[lgb.Booster, float]:
-    """Train one booster with early stopping; returns it and its best validation metric."""
+    """Train one booster with early stopping; returns it and its best validation metric.
+
+    `train` / `validation` are positions into the task's rows (default: the whole
+    training / validation split), e.g. a tuning trial's sample.
+    """
     import lightgbm as lgb
 
-    train_rows = task.train if train is None else train
-    train_set = lgb.Dataset(
-        train_rows[features].to_numpy(dtype=np.float64),
-        label=task.target(train_rows),
-        feature_name=features,
-        free_raw_data=True,
-    )
-    validation = task.validation
-    valid_set = lgb.Dataset(
-        validation[features].to_numpy(dtype=np.float64),
-        label=task.target(validation),
-        reference=train_set,
-    )
+    train_at = task.positions["train"] if train is None else train
+    valid_at = task.positions["validation"] if validation is None else validation
+    x, y = task.xy(train_at, features)
+    train_set = lgb.Dataset(x, label=y, feature_name=features, free_raw_data=True)
+    vx, vy = task.xy(valid_at, features)
+    valid_set = lgb.Dataset(vx, label=vy, reference=train_set, free_raw_data=True)
+    del x, vx  # the Datasets hold the only references: freed once binned
     booster = lgb.train(
-        lgb_params(task, params, seed, rows=len(train_rows)),
+        lgb_params(task, params, seed, rows=len(train_at)),
         train_set,
         num_boost_round=MAX_ROUNDS,
         valid_sets=[valid_set],

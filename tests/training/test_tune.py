@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -63,7 +64,7 @@ def test_tuning_keeps_the_better_of_tuned_and_defaults(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def postgres_db() -> str:
+def postgres_db() -> Iterator[str]:
     psycopg = pytest.importorskip("psycopg")
     name = f"clm_optuna_test_{uuid.uuid4().hex[:8]}"
     try:
@@ -93,3 +94,45 @@ def test_workers_share_a_study_on_postgresql(tmp_path: Path, postgres_db: str) -
     study = optuna.load_study(study_name="shared", storage=postgres_db)
     assert len(study.trials) == 4
     assert not (tmp_path / "optuna").exists()  # nothing went to the SQLite default
+
+
+def test_big_families_tune_a_few_boosters_on_the_same_samples(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past TUNING_MAX_ROWS a trial trains the products with most positives on a fixed sample
+    of whole customers; the final model is then refitted on every row (no ready boosters)."""
+    import numpy as np
+
+    from training import tune as tuning
+
+    ts = synthetic.training_set("propensity", customers=300, months=8)
+    tasks = tasks_for(ts)
+    assert len(tasks) > tuning.TUNING_MAX_TASKS
+    monkeypatch.setattr(tuning, "TUNING_MAX_ROWS", 300)
+    chosen = tuning.tuning_tasks(tasks)
+    assert len(chosen) == tuning.TUNING_MAX_TASKS
+    positives = {t.key: np.nansum(t.targets[t.positions["train"]]) for t in tasks}  # type: ignore[index]
+    assert min(positives[t.key] for t in chosen) >= max(
+        v for k, v in positives.items() if k not in {t.key for t in chosen}
+    )
+    samples = tuning._samples(chosen, seed=0)
+    again = tuning._samples(chosen, seed=0)  # every trial sees the same rows
+    assert all(
+        np.array_equal(a, b)  # type: ignore[arg-type]
+        for key in samples
+        for a, b in zip(samples[key], again[key], strict=True)
+    )
+    customers = ts.frame["customer_id"].to_numpy()
+    for task in chosen:
+        train, validation = samples[task.key]
+        assert train is not None and validation is not None
+        assert 0 < len(train) < len(task.positions["train"])
+        assert set(train) <= set(task.positions["train"])
+        # whole customers: every training row of a sampled customer is in the sample
+        picked = set(customers[train])
+        every = task.positions["train"][np.isin(customers[task.positions["train"]], list(picked))]
+        assert np.array_equal(np.sort(train), np.sort(every))
+    settings = Settings.load(home=tmp_path, env={})
+    result = tune(settings, "propensity", tasks, ts.features, trials=2, name="p", progress=False)
+    assert result.trials == 2 and result.ready_boosters is None
+    _check_choice(result)
