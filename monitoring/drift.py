@@ -47,9 +47,13 @@ def compare_populations(
     psi_all = psi_matrix(binned.shares(ref_codes), binned.shares(cur_codes))
     amber, red = thresholds.psi_amber, thresholds.psi_red
 
+    # PSI over a handful of rows is noise (a few scored requests would all look "red"):
+    # below the same minimum as a segment, values are shown but not judged.
+    enough_rows = min(len(reference), len(current)) >= thresholds.min_segment_rows
+
     def rows(names: Sequence[str], values: np.ndarray) -> list[dict[str, Any]]:
         return [
-            {"name": n, "psi": _round(v), "band": band(v, amber, red)}
+            {"name": n, "psi": _round(v), "band": band(v, amber, red) if enough_rows else "grey"}
             for n, v in zip(names, values, strict=True)
         ]
 

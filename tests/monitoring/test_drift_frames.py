@@ -224,3 +224,23 @@ def test_windows_read_as_documented() -> None:
     for bad in ("last week", "2025-13", "2025-02-01:2025-01-01"):
         with pytest.raises(MonitoringInputError, match="not understood"):
             parse_window(bad, latest, 30)
+
+
+def test_too_few_current_rows_are_shown_but_not_judged() -> None:
+    from clm.settings import Settings
+    from monitoring.drift import compare_populations
+
+    rng = np.random.default_rng(3)
+    reference = pd.DataFrame({"a": rng.normal(0, 1, 5000)})
+    thresholds = Settings.load(env={}).monitoring
+    few = pd.DataFrame({"a": rng.normal(3, 1, 5)})  # shifted far, but only five rows
+    many = pd.DataFrame({"a": rng.normal(3, 1, 5000)})
+    judged = compare_populations(
+        reference, many, features=["a"], scores=[], segments=[], thresholds=thresholds
+    )
+    unjudged = compare_populations(
+        reference, few, features=["a"], scores=[], segments=[], thresholds=thresholds
+    )
+    assert judged["features"][0]["band"] == "red"
+    assert unjudged["features"][0]["band"] == "grey"
+    assert unjudged["features"][0]["psi"] > 0.25  # the value is still reported
