@@ -13,7 +13,7 @@ PKGS := clm features training serving monitoring
 help:
 	@echo "make demo   - install, then run the whole loop on a small simulated bank"
 	@echo "make test   - install, then ruff, mypy and the whole pytest suite"
-	@echo "make bench  - the benchmarks under bench/ (long; see bench/README.md)"
+	@echo "make bench  - list the benchmark commands under bench/ (figures in bench/README.md)"
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -41,7 +41,8 @@ pytest: setup
 test: lint typecheck pytest
 
 bench: setup
-	$(VENV)/bin/python -m bench --help
+	@echo "Each benchmark is a command; see bench/README.md for the figures and the exact runs:"
+	@for m in bench/*.py; do n=$$(basename $$m .py); [ "$$n" = __init__ ] || echo "  $(VENV)/bin/python -m bench.$$n --help"; done
 
 clean:
 	rm -rf $(VENV) $(TOOLS) workspace .pytest_cache .mypy_cache .ruff_cache
