@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from clm import domain
 from clm.errors import ClmError
+from clm.process import pid_alive
 
 if TYPE_CHECKING:
     import duckdb
@@ -790,16 +791,6 @@ def _write_tables(
 # --------------------------------------------------------------------------- swap
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _recover(raw_dir: Path) -> None:
     """Tidy what an ingest killed half-way left (never a live run's directories): put
     raw/ back if it was killed mid-swap, remove leftover staging and old directories."""
@@ -807,7 +798,7 @@ def _recover(raw_dir: Path) -> None:
     for prefix in (_OLD_PREFIX, _STAGING_PREFIX):
         for path in sorted(parent.glob(f"{prefix}*")):
             pid = path.name[len(prefix) :].split("-", 1)[0]
-            if pid.isdigit() and _pid_alive(int(pid)):
+            if pid.isdigit() and pid_alive(int(pid)):
                 continue
             if prefix == _OLD_PREFIX and not raw_dir.exists():
                 os.rename(path, raw_dir)

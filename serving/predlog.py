@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from clm.domain import PROPENSITY_PRODUCTS, STAGES
+from clm.process import pid_alive
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -286,20 +287,10 @@ def recover_journals(directory: Path) -> list[Path]:
             pid = int(path.stem.rsplit("-", 1)[1])
         except (IndexError, ValueError):
             continue
-        if pid != os.getpid() and _alive(pid):
+        if pid != os.getpid() and pid_alive(pid):
             continue  # another replica's open journal
         written.extend(roll_journal(directory, path))
     return written
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def read_predictions(directory: Path, *, include_journals: bool = True) -> pa.Table:
