@@ -24,7 +24,9 @@ import time
 from pathlib import Path
 
 
-def run_once(home: Path, trials: int, log: Path | None = None) -> dict[str, float]:
+def run_once(
+    home: Path, trials: int, log: Path | None = None, show_quality: bool = False
+) -> dict[str, float]:
     scratch = Path(tempfile.mkdtemp(prefix="clm-bench-train-"))
     try:
         config = scratch / "mlflow.yaml"
@@ -60,17 +62,20 @@ def run_once(home: Path, trials: int, log: Path | None = None) -> dict[str, floa
         seconds = time.perf_counter() - began
         if os.waitstatus_to_exitcode(status) != 0:
             raise SystemExit(f"clm train failed:\n{err[-3000:] or f'see {log}'}")
+        if show_quality:  # this run's versions live in the throw-away store
+            quality(home, env={"MLFLOW_TRACKING_URI": env["MLFLOW_TRACKING_URI"]})
         return {"seconds": seconds, "peak_rss_gb": usage.ru_maxrss / 1024**2}
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def quality(home: Path) -> None:
-    """The issue's quality bars, from the latest run of each family in the workspace's MLflow."""
+def quality(home: Path, env: dict[str, str] | None = None) -> None:
+    """The issue's quality bars, from the latest run of each family in the workspace's MLflow
+    (or the tracking store `env` names)."""
     from clm.settings import FAMILIES, Settings
     from training.tracking import client
 
-    settings = Settings.load(home=home, env={})
+    settings = Settings.load(home=home, env=env or {})
     mlflow_client = client(settings)
     print("| family | test metric | model | reference | gap | bar |\n|---|---|---|---|---|---|")
     for family in FAMILIES:
@@ -141,6 +146,11 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="only print the quality bars of the workspace's latest versions",
     )
+    parser.add_argument(
+        "--show-quality",
+        action="store_true",
+        help="after each run, print its quality bars (read from the run's throw-away store)",
+    )
     args = parser.parse_args(argv)
     if args.quality:
         quality(args.home)
@@ -150,7 +160,7 @@ def main(argv: list[str] | None = None) -> None:
     results: dict[int, list[dict[str, float]]] = {t: [] for t in configs}
     for run in range(args.runs):
         for trials in configs:  # interleaved, so load on the machine hits both alike
-            result = run_once(args.home, trials, args.log)
+            result = run_once(args.home, trials, args.log, args.show_quality)
             results[trials].append(result)
             print(
                 f"run {run + 1}: --trials {trials}: {result['seconds']:.1f} s, peak {result['peak_rss_gb']:.2f} GB",

@@ -66,6 +66,8 @@ class TrainingSettings(_Section):
     optuna_storage: str | None = None
     validation_months: int = Field(3, ge=1)
     test_months: int = Field(1, ge=1)
+    # LightGBM threads per booster; 0 = every core of the machine.
+    threads: int = Field(0, ge=0)
 
 
 class PromotionSettings(_Section):

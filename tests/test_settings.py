@@ -46,3 +46,11 @@ def test_public_dict_has_no_secrets(tmp_path: Path) -> None:
     s = Settings.load(home=tmp_path, env={"CLM_ADMIN_TOKEN": "sekret", "CLM_API_KEYS": "k1"})
     text = repr(s.public_dict())
     assert "sekret" not in text and "k1" not in text
+
+
+def test_training_threads_default_to_all_cores_and_reject_negatives(tmp_path: Path) -> None:
+    assert Settings.load(home=tmp_path, env={}).training.threads == 0
+    config = tmp_path / "c.yaml"
+    config.write_text("training:\n  threads: -1\n")
+    with pytest.raises(SettingsError, match="threads"):
+        Settings.load(config=config, home=tmp_path, env={})

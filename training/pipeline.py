@@ -58,6 +58,7 @@ def _fit_all(
     seed: int,
     family: str,
     progress: bool,
+    threads: int = 0,
 ) -> dict[str, Any]:
     """The final boosters, on the whole training split, with a progress bar over boosters."""
     boosters = {}
@@ -79,11 +80,11 @@ def _fit_all(
             task_id = bar.add_task(family, total=len(tasks))
             for task in tasks:
                 bar.update(task_id, description=f"{family}: {task.key}")
-                boosters[task.key], _ = fit(task, features, params, seed=seed)
+                boosters[task.key], _ = fit(task, features, params, seed=seed, threads=threads)
                 bar.advance(task_id)
     else:
         for task in tasks:
-            boosters[task.key], _ = fit(task, features, params, seed=seed)
+            boosters[task.key], _ = fit(task, features, params, seed=seed, threads=threads)
     return boosters
 
 
@@ -107,7 +108,7 @@ def train_family(
     name = study_name(family, training_set.feature_service, training_set.lineage)
     tuning = tune(settings, family, tasks, features, trials=trials, name=name, progress=progress)
     boosters = tuning.ready_boosters or _fit_all(
-        tasks, features, tuning.params, seed, family, progress
+        tasks, features, tuning.params, seed, family, progress, settings.training.threads
     )
     model = BoosterModel(
         manifest_for(

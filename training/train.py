@@ -23,9 +23,6 @@ if TYPE_CHECKING:
 
 MAX_ROUNDS = 2000
 EARLY_STOPPING_ROUNDS = 30
-# One LightGBM thread (see lgb_params); a dedicated machine could use its cores, with
-# OMP_WAIT_POLICY=passive set before LightGBM loads.
-NUM_THREADS = 1
 # Defaults that work on tabular bank data without tuning; `--trials 0` uses them.
 DEFAULT_PARAMS: dict[str, Any] = {
     "learning_rate": 0.08,
@@ -147,7 +144,9 @@ def tasks_for(training_set: TrainingSet) -> list[Task]:
     return tasks
 
 
-def lgb_params(task: Task, params: dict[str, Any], seed: int, rows: int = 0) -> dict[str, Any]:
+def lgb_params(
+    task: Task, params: dict[str, Any], seed: int, rows: int = 0, threads: int = 0
+) -> dict[str, Any]:
     out = {
         **DEFAULT_PARAMS,
         **params,
@@ -158,10 +157,10 @@ def lgb_params(task: Task, params: dict[str, Any], seed: int, rows: int = 0) -> 
         # Lets min_data_in_leaf change between trials on a fresh Dataset without warnings.
         "feature_pre_filter": False,
         "force_col_wise": True,
-        # OpenMP threads spin while waiting: on a machine busier than its cores (this
-        # shared 2-core box) two threads burn ~3x the CPU of one for the same trees
-        # (measured: 60 rounds on 264k x 66 rows, 15.5 CPU-s with 2 threads, 5.3 s with 1).
-        "num_threads": NUM_THREADS,
+        # `training.threads`; 0 = OpenMP's default, every core. The CLI sets
+        # OMP_WAIT_POLICY=PASSIVE so idle threads sleep instead of spinning: on a box
+        # busier than its cores spinning threads burned ~3x the CPU for the same trees.
+        "num_threads": threads,
     }
     if task.objective == "multiclass":
         out["num_class"] = task.num_class
@@ -177,6 +176,7 @@ def fit(
     train: np.ndarray | None = None,
     validation: np.ndarray | None = None,
     callbacks: list[Callable[..., None]] | None = None,
+    threads: int = 0,
 ) -> tuple[lgb.Booster, float]:
     """Train one booster with early stopping; returns it and its best validation metric.
 
@@ -193,7 +193,7 @@ def fit(
     valid_set = lgb.Dataset(vx, label=vy, reference=train_set, free_raw_data=True)
     del x, vx  # the Datasets hold the only references: freed once binned
     booster = lgb.train(
-        lgb_params(task, params, seed, rows=len(train_at)),
+        lgb_params(task, params, seed, rows=len(train_at), threads=threads),
         train_set,
         num_boost_round=MAX_ROUNDS,
         valid_sets=[valid_set],

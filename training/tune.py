@@ -141,6 +141,7 @@ def evaluate(
     seed: int,
     trial: optuna.Trial | None = None,
     samples: dict[str, tuple[np.ndarray | None, np.ndarray | None]] | None = None,
+    threads: int = 0,
 ) -> tuple[float, dict[str, Any]]:
     """Family validation value of `params` (mean of its boosters' best validation metric), and the boosters."""
     samples = _samples(tasks, seed) if samples is None else samples
@@ -157,6 +158,7 @@ def evaluate(
             train=train,
             validation=validation,
             callbacks=callbacks,
+            threads=threads,
         )
         values.append(best)
     return float(np.mean(values)), boosters
@@ -203,7 +205,10 @@ def tune(
         )
     tasks = tuning_tasks(tasks)
     samples = _samples(tasks, seed)
-    default_value, boosters = evaluate(tasks, features, DEFAULT_PARAMS, seed=seed, samples=samples)
+    threads = settings.training.threads
+    default_value, boosters = evaluate(
+        tasks, features, DEFAULT_PARAMS, seed=seed, samples=samples, threads=threads
+    )
     default_boosters = boosters if full else None
     if trials <= 0:
         return TuningResult(
@@ -237,7 +242,13 @@ def tune(
 
     def objective(trial: optuna.Trial) -> float:
         value, trial_boosters = evaluate(
-            tasks, features, search_space(trial), seed=seed, trial=trial, samples=samples
+            tasks,
+            features,
+            search_space(trial),
+            seed=seed,
+            trial=trial,
+            samples=samples,
+            threads=threads,
         )
         better = value > best_so_far[0] if higher else value < best_so_far[0]
         if full and better:
