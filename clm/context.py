@@ -56,6 +56,22 @@ def configure_output() -> None:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", message=".*[Dd]eprecat.*")
+    # Those filters are not enough: importing Feast inserts `simplefilter("once",
+    # DeprecationWarning)` ahead of them, and ibis then printed a deprecation warning per
+    # chunk of every training-set fetch. Whatever the filters say later, deprecation
+    # notices are for library authors, not for someone running `clm`.
+    if not getattr(warnings.showwarning, "_clm_quiet", False):
+        shown = warnings.showwarning
+
+        def showwarning(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
+            if issubclass(category, (DeprecationWarning, PendingDeprecationWarning, FutureWarning)):
+                return
+            if "deprecat" in str(message).lower():
+                return
+            shown(message, category, filename, lineno, file, line)
+
+        showwarning._clm_quiet = True  # type: ignore[attr-defined]
+        warnings.showwarning = showwarning
     # MLflow's own tqdm bars would interleave with ours.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     logging.basicConfig(
