@@ -72,8 +72,10 @@ def configure_output() -> None:
 
         showwarning._clm_quiet = True  # type: ignore[attr-defined]
         warnings.showwarning = showwarning
-    # MLflow's own tqdm bars would interleave with ours.
+    # MLflow's own tqdm bars would interleave with ours, and its INFO lines (uv files
+    # copied, input example validated, ...) buried ours; its warnings still show.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     logging.basicConfig(
         level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
