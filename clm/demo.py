@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clm.errors import ClmError
+from clm.process import stop_process, wait_for_http
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -108,8 +109,6 @@ def _service(
     settings: Settings, port: int, api_key: str, admin_token: str, console: Console
 ) -> Iterator[str]:
     """Start `clm serve` in the background, wait until it is ready, stop it afterwards."""
-    import httpx
-
     env = dict(os.environ)
     env.update(
         CLM_HOME=str(settings.home),
@@ -126,29 +125,13 @@ def _service(
         proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
         base_url = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 180
-            while True:
-                if proc.poll() is not None:
-                    raise DemoError(
-                        f"the service exited with code {proc.returncode}; see {log_path}"
-                    )
-                try:
-                    if httpx.get(f"{base_url}/readyz", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise DemoError(f"the service did not become ready in 180 s; see {log_path}")
-                time.sleep(0.5)
+            problem = wait_for_http(proc, f"{base_url}/readyz", timeout=180)
+            if problem is not None:
+                raise DemoError(f"the scoring service {problem}; see {log_path}")
             console.print(f"   [green]ready[/] (log: {log_path})")
             yield base_url
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc)
 
 
 def _score_some(settings: Settings, base_url: str, api_key: str, console: Console) -> list[dict]:

@@ -1,8 +1,11 @@
-"""Small process helpers shared by the parts that recover after a crash."""
+"""Small process helpers: crash recovery (is a pid alive) and servers run as child processes."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
+import time
 
 
 def pid_alive(pid: int) -> bool:
@@ -14,3 +17,35 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def wait_for_http(process: subprocess.Popen[bytes], url: str, timeout: float) -> str | None:
+    """Poll `url` until it answers 200 while `process` (the server) runs.
+
+    Returns None once it answers, or why it never will: the process exited, or
+    `timeout` seconds passed. Callers add where the server's log is.
+    """
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            return f"exited with code {process.returncode}"
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=2).status_code == 200:
+                return None
+        if time.monotonic() > deadline:
+            return f"did not answer {url} within {timeout:g} s"
+        time.sleep(0.5)
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    """SIGTERM (a graceful stop), then SIGKILL if it is still running after `timeout` s."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

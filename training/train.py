@@ -144,9 +144,7 @@ def tasks_for(training_set: TrainingSet) -> list[Task]:
     return tasks
 
 
-def lgb_params(
-    task: Task, params: dict[str, Any], seed: int, rows: int = 0, threads: int = 0
-) -> dict[str, Any]:
+def lgb_params(task: Task, params: dict[str, Any], seed: int, threads: int = 0) -> dict[str, Any]:
     out = {
         **DEFAULT_PARAMS,
         **params,
@@ -157,7 +155,7 @@ def lgb_params(
         # Lets min_data_in_leaf change between trials on a fresh Dataset without warnings.
         "feature_pre_filter": False,
         "force_col_wise": True,
-        # `training.threads`; 0 = OpenMP's default, every core. The CLI sets
+        # `training.threads`; 0 = OpenMP's default, every core. Importing `clm` sets
         # OMP_WAIT_POLICY=PASSIVE so idle threads sleep instead of spinning: on a box
         # busier than its cores spinning threads burned ~3x the CPU for the same trees.
         "num_threads": threads,
@@ -193,7 +191,7 @@ def fit(
     valid_set = lgb.Dataset(vx, label=vy, reference=train_set, free_raw_data=True)
     del x, vx  # the Datasets hold the only references: freed once binned
     booster = lgb.train(
-        lgb_params(task, params, seed, rows=len(train_at), threads=threads),
+        lgb_params(task, params, seed, threads=threads),
         train_set,
         num_boost_round=MAX_ROUNDS,
         valid_sets=[valid_set],

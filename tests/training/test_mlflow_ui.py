@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from clm.process import stop_process, wait_for_http
 from clm.settings import FAMILIES, Settings
 from tests.fixtures.service import free_port
 
@@ -27,7 +27,6 @@ START_TIMEOUT = 90
 def mlflow_ui(
     trained_settings: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
-    import httpx
 
     port = free_port()
     log = tmp_path_factory.mktemp("mlflow-ui") / "ui.log"
@@ -49,26 +48,12 @@ def mlflow_ui(
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"mlflow ui exited with {process.returncode}:\n{log.read_text()}")
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"mlflow ui did not answer in {START_TIMEOUT} s:\n{log.read_text()}")
-            time.sleep(0.5)
+        problem = wait_for_http(process, f"{url}/health", START_TIMEOUT)
+        if problem is not None:
+            pytest.fail(f"mlflow ui {problem}:\n{log.read_text()}")
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout=20)
 
 
 def test_ui_lists_each_family_run_with_its_metrics_and_plots(
