@@ -77,6 +77,9 @@ def test_labels_follow_the_contract(feature_settings: Settings) -> None:
     ]
     assert list(lab.columns) == expected
     assert len(lab) == len(f)
+    # Written in a fixed order: training rows follow it, so a rebuild trains the same model.
+    ordered = lab.sort_values(["snapshot_ts", "customer_id"], kind="stable")
+    assert (lab.index == ordered.index).all()
     assert set(lab["stage"]) <= set(STAGES)
     assert set(lab["stage_next"].dropna()) <= set(STAGES)
     last = lab["snapshot_ts"].max()
