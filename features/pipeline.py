@@ -605,7 +605,7 @@ def run_build(settings: Settings, progress: bool = True) -> dict:
                 tmp / FEATURE_FILE,
             )
             # Sorted where it is written: an ORDER BY on the CREATE TABLE did not survive
-            # DuckDB's parallel COPY at 100k customers (a third of the rows moved between
+            # DuckDB's parallel COPY at 100k customers (40% of the rows moved between
             # two builds of the same bank), and training rows follow this order, so two
             # builds of the same data trained different models (bagging picks by position).
             _write_parquet(
