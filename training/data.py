@@ -8,7 +8,7 @@ exactly one split.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +16,7 @@ import numpy as np
 
 from clm.domain import PROPENSITY_PRODUCTS, STAGES, VALUE_TIERS
 from clm.errors import ClmError
+from clm.progress import step_progress
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -328,8 +329,8 @@ def fetch_features(
     # the whole result twice.
     values = np.empty((len(entities), len(names)), dtype=np.float32)
     keys = entities[["customer_id", "snapshot_ts"]].reset_index(drop=True)
-    with _chunk_progress(
-        f"training set {service}: {len(entities):,} rows", len(starts), progress
+    with step_progress(
+        f"training set {service}: {len(entities):,} rows", len(starts), progress, transient=True
     ) as advance:
         for start in starts:
             chunk = keys.iloc[start : start + FETCH_CHUNK_ROWS].rename(
@@ -351,30 +352,6 @@ def fetch_features(
     out.insert(0, "event_timestamp", keys["snapshot_ts"].to_numpy())
     out.insert(0, "customer_id", keys["customer_id"].to_numpy())
     return out
-
-
-class _chunk_progress:
-    """A rich progress bar over fetched chunks (a no-op when `progress` is off)."""
-
-    def __init__(self, description: str, total: int, enabled: bool) -> None:
-        self.description, self.total, self.enabled = description, total, enabled
-        self._progress: Any = None
-
-    def __enter__(self) -> Callable[[], None]:
-        if not self.enabled:
-            return lambda: None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-        self._progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), transient=True
-        )
-        self._progress.start()
-        task_id = self._progress.add_task(self.description, total=self.total)
-        return lambda: self._progress.advance(task_id)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.stop()
 
 
 def segment_columns(settings: Settings) -> dict[str, str]:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from clm.progress import step_progress
 from training.train import DEFAULT_PARAMS, MAX_ROUNDS, Task, fit
 
 if TYPE_CHECKING:
@@ -257,7 +258,7 @@ def tune(
             best_so_far[0] = value
         return value
 
-    with _trial_progress(family, trials, progress) as advance:
+    with step_progress(f"tuning {family}", trials, progress) as advance:
         study.optimize(
             objective, n_trials=trials, callbacks=[lambda s, t: advance()], gc_after_trial=True
         )
@@ -299,36 +300,3 @@ def tune(
         direction,
         kept.get(best.number) if beats else default_boosters,
     )
-
-
-class _trial_progress:
-    """A rich progress bar over trials (a no-op when `progress` is off)."""
-
-    def __init__(self, family: str, total: int, enabled: bool) -> None:
-        self.family, self.total, self.enabled = family, total, enabled
-        self._progress: Any = None
-
-    def __enter__(self) -> Callable[[], None]:
-        if not self.enabled:
-            return lambda: None
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-        )
-
-        self._progress = Progress(
-            TextColumn("tuning {task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-        )
-        self._progress.start()
-        task_id = self._progress.add_task(self.family, total=self.total)
-        return lambda: self._progress.advance(task_id)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.stop()
