@@ -129,10 +129,35 @@ def score_table(
     return to_batch([logged], log_schema(models.union))
 
 
+def with_compiled_trees(
+    settings: Settings, models: ModelSet, table: pa.Table, progress: bool
+) -> tuple[ModelSet, dict[str, str]]:
+    """The champions scoring with compiled trees (serving/compiled.py), compiled on first use
+    of a version and cached; returns them and each booster's outcome."""
+    from clm.progress import step_progress
+    from serving.compiled import compile_models
+
+    sample = feature_matrix(table.slice(0, 2000), models.union)
+    boosters = sum(len(m.boosters) for m in models.models())
+    with step_progress(
+        "compiling trees (once per version)", boosters, progress, transient=True
+    ) as advance:
+        compiled, outcomes = compile_models(
+            settings, models, sample, progress=lambda outcome: advance()
+        )
+    return compiled, {
+        f"{o.family}/{o.key}": o.status + (f": {o.reason}" if o.reason else "") for o in outcomes
+    }
+
+
 def run_score_batch(
-    settings: Settings, *, as_of: str, out: Path, progress: bool = True
+    settings: Settings, *, as_of: str, out: Path, progress: bool = True, compiled: bool = True
 ) -> dict[str, Any]:
-    """Score every customer at the snapshot for `as_of`; write one parquet row per customer."""
+    """Score every customer at the snapshot for `as_of`; write one parquet row per customer.
+
+    `compiled`: score with compiled trees (equal to LightGBM's within 1e-9, several times
+    faster); a booster that cannot be compiled keeps LightGBM's prediction.
+    """
     import pyarrow.parquet as pq
     from rich.progress import Progress
 
@@ -144,6 +169,9 @@ def run_score_batch(
     snapshot, table = read_snapshot(settings, as_of, list(models.union))
     if table.num_rows == 0:
         raise BatchError(f"no customers in the feature snapshot {snapshot:%Y-%m-%d}")
+    boosters: dict[str, str] = {}
+    if compiled:
+        models, boosters = with_compiled_trees(settings, models, table, progress)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
@@ -171,5 +199,6 @@ def run_score_batch(
         "out": str(out),
         "snapshot_ts": snapshot.isoformat(),
         "model_versions": models.versions,
+        "compiled": boosters,
         "seconds": round(seconds, 3),
     }
