@@ -55,18 +55,22 @@ def run_train(
     if n_trials < 0:
         raise TrainingError(f"--trials must be >= 0, got {n_trials}")
     versions = {}
+    # Families sharing a feature set share one Feast join. Every set is read before the
+    # families start: they train at the same time anyway, and the fetch's progress bar
+    # cannot be drawn beside the families' (rich draws one live display at a time).
+    training_sets = list(load_training_sets(settings, families, progress=progress))
     with (
         _booster_pool(settings) as pool,
         ThreadPoolExecutor(max_workers=len(families), thread_name_prefix="clm-family") as each,
         FamilyBars(progress) as bars,
     ):
-        fitting: dict[str, Future[Fitted]] = {}
-        # Families sharing a feature set share one Feast join.
-        for training_set in load_training_sets(settings, families, progress=progress):
-            fitting[training_set.family] = each.submit(
+        fitting: dict[str, Future[Fitted]] = {
+            training_set.family: each.submit(
                 fit_family, settings, training_set, trials=n_trials, pool=pool, bars=bars
             )
-            del training_set
+            for training_set in training_sets
+        }
+        del training_sets
         for family in list(fitting):
             fitted = fitting.pop(family).result()
             versions[family] = log_family(settings, fitted, trials=n_trials)
