@@ -29,6 +29,10 @@ if TYPE_CHECKING:
     from serving.scoring import ModelSet
 
 CHUNK_ROWS = 200_000
+# From this many customers a first batch compiles the champions' trees: compiling takes
+# ~15-30 s per few hundred trees (once per version) and saves ~50 s per million rows
+# (bench/results-serving.md); smaller batches use compiled trees only if already cached.
+COMPILE_MIN_ROWS = 200_000
 ENTITY_KEY = "customer_id"
 TIMESTAMP_FIELD = "event_timestamp"
 
@@ -130,20 +134,24 @@ def score_table(
 
 
 def with_compiled_trees(
-    settings: Settings, models: ModelSet, table: pa.Table, progress: bool
+    settings: Settings, models: ModelSet, table: pa.Table, progress: bool, compile_missing: bool
 ) -> tuple[ModelSet, dict[str, str]]:
     """The champions scoring with compiled trees (serving/compiled.py), compiled on first use
-    of a version and cached; returns them and each booster's outcome."""
+    of a version (`compile_missing`) and cached; returns them and each booster's outcome."""
     from clm.progress import step_progress
     from serving.compiled import compile_models
 
     sample = feature_matrix(table.slice(0, 2000), models.union)
     boosters = sum(len(m.boosters) for m in models.models())
     with step_progress(
-        "compiling trees (once per version)", boosters, progress, transient=True
+        "compiling trees (once per version)", boosters, progress and compile_missing, transient=True
     ) as advance:
         compiled, outcomes = compile_models(
-            settings, models, sample, progress=lambda outcome: advance()
+            settings,
+            models,
+            sample,
+            progress=lambda outcome: advance(),
+            compile_missing=compile_missing,
         )
     return compiled, {
         f"{o.family}/{o.key}": o.status + (f": {o.reason}" if o.reason else "") for o in outcomes
@@ -151,12 +159,20 @@ def with_compiled_trees(
 
 
 def run_score_batch(
-    settings: Settings, *, as_of: str, out: Path, progress: bool = True, compiled: bool = True
+    settings: Settings,
+    *,
+    as_of: str,
+    out: Path,
+    progress: bool = True,
+    compiled: bool | None = None,
 ) -> dict[str, Any]:
     """Score every customer at the snapshot for `as_of`; write one parquet row per customer.
 
     `compiled`: score with compiled trees (equal to LightGBM's within 1e-9, several times
-    faster); a booster that cannot be compiled keeps LightGBM's prediction.
+    faster), compiling each booster of a version on first use; None (default): compile
+    when the snapshot has `COMPILE_MIN_ROWS` customers or more, and otherwise use the
+    boosters already compiled; False: LightGBM only. A booster that cannot be compiled
+    keeps LightGBM's prediction.
     """
     import pyarrow.parquet as pq
     from rich.progress import Progress
@@ -170,8 +186,9 @@ def run_score_batch(
     if table.num_rows == 0:
         raise BatchError(f"no customers in the feature snapshot {snapshot:%Y-%m-%d}")
     boosters: dict[str, str] = {}
-    if compiled:
-        models, boosters = with_compiled_trees(settings, models, table, progress)
+    if compiled is not False:
+        compile_missing = compiled is True or table.num_rows >= COMPILE_MIN_ROWS
+        models, boosters = with_compiled_trees(settings, models, table, progress, compile_missing)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")

@@ -152,7 +152,13 @@ def _load(text_path: Path, object_path: Path) -> Any:
 
 
 def _one_booster(
-    family: str, key: str, fast: FastPredict, text: str, folder: Path, rows: np.ndarray
+    family: str,
+    key: str,
+    fast: FastPredict,
+    text: str,
+    folder: Path,
+    rows: np.ndarray,
+    compile_missing: bool = True,
 ) -> tuple[CompileOutcome, CompiledPredict | None]:
     started = time.perf_counter()
     stem = f"{key}-{_digest(text.encode())[:16]}"
@@ -167,6 +173,8 @@ def _one_booster(
             or not text_path.is_file()
             or _digest(object_path.read_bytes()) != record.get("object_sha256")
         ):
+            if not compile_missing:
+                return CompileOutcome(family, key, "lightgbm", 0.0, None, "not compiled yet"), None
             status = "compiled"
             record_path.unlink(missing_ok=True)
             folder.mkdir(parents=True, exist_ok=True)
@@ -198,13 +206,16 @@ def _one_booster(
 
 
 def compiled_model(
-    settings: Settings, model: LoadedModel, sample: np.ndarray
+    settings: Settings, model: LoadedModel, sample: np.ndarray, *, compile_missing: bool = True
 ) -> tuple[LoadedModel, list[CompileOutcome]]:
     """`model` with compiled predictors where compilation and the check succeed.
 
     `sample`: real feature rows of this model (rows, len(model.features)) for the check.
+    `compile_missing=False`: use only boosters already in the cache, compile nothing.
     """
-    compiled, outcomes = _compile_all(settings, [model], {model.family: sample}, None)
+    compiled, outcomes = _compile_all(
+        settings, [model], {model.family: sample}, None, compile_missing
+    )
     return compiled[0], outcomes
 
 
@@ -214,16 +225,18 @@ def compile_models(
     sample: np.ndarray,
     *,
     progress: Callable[[CompileOutcome], None] | None = None,
+    compile_missing: bool = True,
 ) -> tuple[ModelSet, list[CompileOutcome]]:
     """The champions with compiled predictors (compiled once per version, then cached).
 
     `sample`: real rows of the union feature matrix (`models.union` order) for the checks.
+    `compile_missing=False`: use only boosters already in the cache, compile nothing.
     """
     from serving.scoring import ModelSet
 
     families = models.models()
     samples = {m.family: sample[:, models.columns[m.family]] for m in families}
-    compiled, outcomes = _compile_all(settings, list(families), samples, progress)
+    compiled, outcomes = _compile_all(settings, list(families), samples, progress, compile_missing)
     return ModelSet(*compiled), outcomes
 
 
@@ -232,6 +245,7 @@ def _compile_all(
     models: list[LoadedModel],
     samples: dict[str, np.ndarray],
     progress: Callable[[CompileOutcome], None] | None,
+    compile_missing: bool = True,
 ) -> tuple[list[LoadedModel], list[CompileOutcome]]:
     jobs = []
     for model in models:
@@ -243,7 +257,9 @@ def _compile_all(
 
     def work(job: tuple[LoadedModel, str, str, Path, np.ndarray]) -> None:
         model, key, text, folder, rows = job
-        result = _one_booster(model.family, key, model.fast[key], text, folder, rows)
+        result = _one_booster(
+            model.family, key, model.fast[key], text, folder, rows, compile_missing
+        )
         results[(model.family, key)] = result
         if progress is not None:
             progress(result[0])

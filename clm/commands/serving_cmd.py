@@ -35,13 +35,15 @@ def score_batch(
     ],
     out: Annotated[Path, typer.Option("--out", help="Output parquet file.")],
     compiled: Annotated[
-        bool,
+        bool | None,
         typer.Option(
             "--compiled/--no-compiled",
             help="Score with compiled trees (compiled once per model version, cached under "
-            "$CLM_HOME/compiled; equal to LightGBM within 1e-9) or with LightGBM itself.",
+            "$CLM_HOME/compiled; equal to LightGBM within 1e-9) or with LightGBM itself. "
+            "Default: compile from 200,000 customers, else use trees already compiled.",
+            show_default=False,
         ),
-    ] = True,
+    ] = None,
 ) -> None:
     """Score every customer with the three champion models from the offline store."""
     state: State = ctx.obj
@@ -49,7 +51,11 @@ def score_batch(
         from serving.batch import run_score_batch
 
         summary = run_score_batch(state.settings, as_of=as_of, out=out, compiled=compiled)
-    fallback = {k: v for k, v in summary["compiled"].items() if v.startswith("lightgbm")}
+    fallback = {
+        k: v
+        for k, v in summary["compiled"].items()
+        if v.startswith("lightgbm") and not v.endswith("not compiled yet")
+    }
     for booster, why in fallback.items():
         typer.echo(f"warning: {booster} scored by LightGBM, not compiled ({why})", err=True)
     typer.echo(

@@ -31,7 +31,9 @@ def test_score_batch_scores_every_customer(
     import lightgbm as lgb
 
     out = tmp_path / "scores.parquet"
-    summary = run_score_batch(trained_settings, as_of=latest_month_end, out=out, progress=False)
+    summary = run_score_batch(
+        trained_settings, as_of=latest_month_end, out=out, progress=False, compiled=True
+    )
     frame = pd.read_parquet(out)
     _, snapshot = read_snapshot(trained_settings, latest_month_end, ["age"])
     assert summary["rows"] == len(frame) == snapshot.num_rows > 100
