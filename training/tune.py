@@ -11,6 +11,7 @@ The tuned parameters are kept only if they beat the defaults on validation.
 from __future__ import annotations
 
 import logging
+import threading
 import warnings
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -207,10 +208,15 @@ def _storage(settings: Settings) -> Any:
     url = settings.optuna_storage
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    # A heartbeat lets a shared study mark trials of a crashed worker as failed.
-    with warnings.catch_warnings():
+    # A heartbeat lets a shared study mark trials of a crashed worker as failed. One at a
+    # time: families tune side by side, and on a new database each storage creates the
+    # tables ("table studies already exists" for all but the first).
+    with _STORAGE_LOCK, warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return optuna.storages.RDBStorage(url, heartbeat_interval=60, grace_period=120)
+
+
+_STORAGE_LOCK = threading.Lock()
 
 
 def tune(
