@@ -45,13 +45,14 @@ def _sibling(target: Path, kind: str) -> Path:
     return target.with_name(f".{target.name}-{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
 
 
-def _leftovers(target: Path, kind: str) -> list[tuple[Path, int | None]]:
-    """Siblings of `target` of this kind with the pid that wrote them (None if unreadable)."""
+def _dead_leftovers(target: Path, kind: str) -> list[Path]:
+    """Siblings of `target` of this kind (`tmp`, `staging`, `old`) whose writer is gone."""
     prefix = f".{target.name}-{kind}-"
     found = []
     for path in target.parent.glob(f"{glob.escape(prefix)}*"):
         pid = path.name[len(prefix) :].split("-", 1)[0]
-        found.append((path, int(pid) if pid.isdigit() else None))
+        if not (pid.isdigit() and pid_alive(int(pid))):
+            found.append(path)
     return found
 
 
@@ -81,6 +82,8 @@ def atomic_path(target: str | os.PathLike[str], *, fsync: bool = True) -> Iterat
     created); on any exception it is deleted and `target` is left as it was."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    for leftover in _dead_leftovers(target, "tmp"):  # a killed writer's half-written file
+        _remove(leftover)
     tmp = _sibling(target, "tmp")
     try:
         yield tmp
@@ -122,7 +125,7 @@ def recover_dir(target: str | os.PathLike[str]) -> None:
     target = Path(target)
     if not target.parent.is_dir():
         return
-    dead_old = [p for p, pid in _leftovers(target, "old") if pid is None or not pid_alive(pid)]
+    dead_old = _dead_leftovers(target, "old")
     if not target.exists() and dead_old:
         # Killed between "old aside" and "new in": the old table is the last complete one.
         newest = max(dead_old, key=lambda p: p.stat().st_ctime)
@@ -131,9 +134,8 @@ def recover_dir(target: str | os.PathLike[str]) -> None:
         dead_old.remove(newest)
     for path in dead_old:
         _remove(path)
-    for path, pid in _leftovers(target, "staging"):
-        if pid is None or not pid_alive(pid):
-            _remove(path)
+    for path in _dead_leftovers(target, "staging"):
+        _remove(path)
 
 
 def replace_dir(staging: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:

@@ -56,6 +56,9 @@ def _run_killed(code: str, target: Path) -> None:
 
 def test_a_failed_file_write_leaves_the_old_file(tmp_path: Path) -> None:
     target = tmp_path / "out" / "report.json"
+    killed = tmp_path / "out" / f".report.json-tmp-{DEAD_PID}-cafe0000"
+    killed.parent.mkdir()
+    killed.write_text('{"verd')  # what a writer killed mid-write left
     atomic.write_json(target, {"verdict": "green"})
     with pytest.raises(RuntimeError), atomic.atomic_path(target) as tmp:
         tmp.write_text('{"verdict": "re')
