@@ -60,6 +60,7 @@ def test_two_workspaces_in_one_process_never_see_each_others_models(
     trained_settings: Settings, tmp_path: Path
 ) -> None:
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     from features.store import feature_names
     from monitoring import inputs
@@ -106,11 +107,11 @@ def test_two_workspaces_in_one_process_never_see_each_others_models(
     run_id = log_to_mlflow(
         b, run_name="isolation", tags={"clm.monitor": "test"}, metrics={}, artifacts=[]
     )
-    assert mlflow_access.client(b).get_run(run_id).info.experiment_id
-    a_experiment = mlflow_access.client(a).get_experiment_by_name(b.mlflow.monitoring_experiment)
-    if a_experiment is not None:
-        a_runs = mlflow_access.client(a).search_runs([a_experiment.experiment_id])
-        assert run_id not in {r.info.run_id for r in a_runs}
+    b_client = mlflow_access.client(b)
+    monitoring = b_client.get_experiment_by_name(b.mlflow.monitoring_experiment)
+    assert b_client.get_run(run_id).info.experiment_id == monitoring.experiment_id
+    with pytest.raises(MlflowException, match=run_id):
+        mlflow_access.client(a).get_run(run_id)
 
     assert _uri_env() == ENV_AT_START
     assert mlflow.get_tracking_uri() not in (a.tracking_uri, b.tracking_uri)
