@@ -153,15 +153,20 @@ def test_runs_carry_metrics_plots_and_lineage(trained_settings: Settings) -> Non
 
 
 def test_run_uri_reaches_the_same_model_dir(trained_settings: Settings, tmp_path: Path) -> None:
-    """docs/contracts.md names the model `runs:/<run>/model`; MLflow 3 resolves it to the logged model."""
+    """docs/contracts.md names the model `runs:/<run>/model`; MLflow 3 resolves it to the logged
+    model, through the global tracking URI whatever the call passes (MLflow's
+    ModelsArtifactRepository), as in a shell with MLFLOW_TRACKING_URI exported."""
     import mlflow
 
-    from clm.mlflow_access import client
+    from clm import mlflow_access
 
-    version = client(trained_settings).get_model_version_by_alias("clm-churn", "champion")
-    local = mlflow.artifacts.download_artifacts(
-        f"runs:/{version.run_id}/model",
-        dst_path=str(tmp_path),
-        tracking_uri=trained_settings.tracking_uri,
+    version = mlflow_access.client(trained_settings).get_model_version_by_alias(
+        "clm-churn", "champion"
     )
+    with mlflow_access.fluent_tracking(trained_settings):
+        local = mlflow.artifacts.download_artifacts(
+            f"runs:/{version.run_id}/model",
+            dst_path=str(tmp_path),
+            tracking_uri=trained_settings.tracking_uri,
+        )
     assert (Path(local) / "manifest.json").is_file() and (Path(local) / "model.lgb").is_file()
