@@ -25,7 +25,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -39,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from clm.process import stop_process
 from clm.settings import REPO_ROOT, Settings
 
 
@@ -122,12 +122,7 @@ def process(
     try:
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+        stop_process(proc)
 
 
 def bench_batch(settings: Settings, rows: int, rounds: int) -> dict[str, Any]:

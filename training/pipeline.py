@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from clm import mlflow_access
 from clm.domain import PROPENSITY_PRODUCTS, STAGES
 from clm.errors import ClmError
 from clm.settings import FAMILIES
-from training import evaluate, metrics
+from training import evaluate
 from training.booster_model import BoosterModel
 from training.data import TrainingSet, load_training_sets, stage_index
 from training.model_format import REFERENCE_ROWS, log_family_model, manifest_for
@@ -104,6 +105,7 @@ class FamilyBars:
 
     def __enter__(self) -> FamilyBars:
         if self.enabled:
+            from rich.console import Console
             from rich.progress import (
                 BarColumn,
                 MofNCompleteColumn,
@@ -112,11 +114,13 @@ class FamilyBars:
                 TimeElapsedColumn,
             )
 
+            # On stderr, as clm.progress draws every bar: stdout stays the command's output.
             self._bar = Progress(
                 TextColumn("{task.description}"),
                 BarColumn(),
                 MofNCompleteColumn(),
                 TimeElapsedColumn(),
+                console=Console(stderr=True),
             )
             self._bar.start()
         return self
@@ -257,7 +261,7 @@ def log_family(settings: Settings, fitted: Fitted, *, trials: int) -> str:
     if family == "stage":
         frame = training_set.frame
         train = frame.loc[frame["split"] == "train", ["stage", "stage_next"]]
-        stay = metrics.stay_rate(stage_index(train["stage"]), stage_index(train["stage_next"]))
+        stay = evaluate.stay_rate(stage_index(train["stage"]), stage_index(train["stage_next"]))
         logged.update(
             {f"test_baseline_{k}": v for k, v in evaluate.stage_baseline(test, stay).items()}
         )
@@ -272,12 +276,17 @@ def log_family(settings: Settings, fitted: Fitted, *, trials: int) -> str:
                 oracle["oracle_mean_auc"] - oracle["test_mean_auc_oracle_rows"]
             )
 
-    experiment_id = tracking.configure(settings)
     lineage = training_set.lineage
     split_info = lineage["splits"]
-    with mlflow.start_run(
-        experiment_id=experiment_id, run_name=f"{family}-{training_set.feature_service}"
-    ) as run:
+    experiment_id = mlflow_access.experiment_id(settings, settings.mlflow.training_experiment)
+    # The fluent API (runs, log_model, registering a logged model) needs MLflow's globals:
+    # set for this block only, then put back.
+    with (
+        mlflow_access.fluent_tracking(settings),
+        mlflow.start_run(
+            experiment_id=experiment_id, run_name=f"{family}-{training_set.feature_service}"
+        ) as run,
+    ):
         mlflow.set_tags(
             {
                 "clm.family": family,
@@ -331,7 +340,13 @@ def log_family(settings: Settings, fitted: Fitted, *, trials: int) -> str:
         _log_plots(family, model, test, test_scores)
         reference = _reference_sample(training_set, model, seed)
         model_uri = log_family_model(
-            family, training_set.feature_service, features, boosters, test, reference
+            family,
+            training_set.feature_service,
+            features,
+            boosters,
+            test,
+            reference,
+            mlflow_access.client(settings),
         )
         primary = settings.promotion.primary_metric[family]
         version = registry.register_version(
