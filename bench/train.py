@@ -1,14 +1,16 @@
-"""Benchmark `clm train all --trials N`: wall time and peak memory.
+"""Benchmark `clm train all --trials N`: wall time and peak memory, new code vs old.
 
 Runs the real command in a child process (peak RSS from `os.wait4`) on a
 workspace whose features are already built and applied (simulate + `clm
 features build/apply` first, see bench/results-training.md). Each run logs to
 a throw-away MLflow store and a fresh Optuna study, so runs are comparable and
-the workspace's own registry is untouched. Side by side, the same command with
-`--trials 0` (default parameters only) is the baseline: the ratio is the cost
-of tuning.
+the workspace's own registry is untouched. Side by side, interleaved run by run,
+the baseline is the same command from the repository as it was at
+`--baseline-ref` (default: the training code before issue 15), exported with
+`git archive` to a scratch folder and run with the same interpreter and
+environment: the old configuration, not a switch inside the new code.
 
-    flock /tmp/clm-heavy.lock python -m bench.train --home /tmp/clm-20k --trials 20 --runs 3
+    flock /tmp/clm-heavy.lock python -m bench.train --home /tmp/clm-20k --trials 5 --runs 3 --show-quality
 """
 
 from __future__ import annotations
@@ -23,16 +25,41 @@ import tempfile
 import time
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[1]
+# Issue 15's quality bars: AUC gap to the simulator's oracle (churn; propensity mean).
+GAP_BAR = 0.02
+# main before issue 15's training changes (one thread of LightGBM per core, every row in
+# the final fits, learning rates from 0.02, families one after the other).
+DEFAULT_BASELINE_REF = "7baa47f"
+
+
+def export_ref(ref: str, into: Path) -> Path:
+    """The repository's tracked files at `ref`, in `into` (for the baseline's code)."""
+    into.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", "--format=tar", ref],
+        check=True,
+        capture_output=True,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into
+
 
 def run_once(
-    home: Path, trials: int, log: Path | None = None, show_quality: bool = False
+    home: Path,
+    trials: int,
+    log: Path | None = None,
+    show_quality: bool = False,
+    code: Path = REPO,
 ) -> dict[str, float]:
+    """One `clm train all --trials N` with the code in `code` (the checkout, or an export)."""
     scratch = Path(tempfile.mkdtemp(prefix="clm-bench-train-"))
     try:
         config = scratch / "mlflow.yaml"
-        repo_config = Path(__file__).resolve().parents[1] / "mlflow.yaml"
-        text = repo_config.read_text().replace(
-            "optuna_storage: null", f'optuna_storage: "sqlite:///{scratch}/optuna.db"'
+        text = (
+            (code / "mlflow.yaml")
+            .read_text()
+            .replace("optuna_storage: null", f'optuna_storage: "sqlite:///{scratch}/optuna.db"')
         )
         config.write_text(text)
         env = {
@@ -40,15 +67,18 @@ def run_once(
             "CLM_HOME": str(home),
             "CLM_CONFIG": str(config),
             "MLFLOW_TRACKING_URI": f"sqlite:///{scratch}/mlflow.db",
+            # An exported tree's packages come before the editable install of this checkout.
+            "PYTHONPATH": str(code),
         }
-        clm = Path(sys.executable).with_name("clm")
+        command = [sys.executable, "-c", "from clm.cli import app; app()"]
         began = time.perf_counter()
         # With --log the child's output (each family's progress bars) goes to a file as it
         # comes, so a run stopped half way still shows which families finished.
         sink = open(log, "a") if log is not None else None  # noqa: SIM115
         try:
             child = subprocess.Popen(
-                [str(clm), "train", "all", "--trials", str(trials)],
+                [*command, "train", "all", "--trials", str(trials)],
+                cwd=code,
                 env=env,
                 stdout=sink if sink is not None else subprocess.DEVNULL,
                 stderr=sink if sink is not None else subprocess.PIPE,
@@ -89,14 +119,14 @@ def quality(home: Path, env: dict[str, str] | None = None) -> None:
             print(
                 f"| churn v{latest.version} | AUC (rows with truth) | {m['test_auc_oracle_rows']:.4f} | "
                 f"oracle {m['oracle_auc']:.4f} | {gap:.4f} | "
-                f"{'PASS' if gap <= 0.05 else 'FAIL'} (<= 0.05) |"
+                f"{'PASS' if gap <= GAP_BAR else 'FAIL'} (<= {GAP_BAR}) |"
             )
         elif family == "propensity":
             gap = m["oracle_mean_auc_gap"]
             print(
                 f"| propensity v{latest.version} | mean AUC | {m['test_mean_auc_oracle_rows']:.4f} | "
                 f"oracle {m['oracle_mean_auc']:.4f} "
-                f"| {gap:.4f} | {'PASS' if gap <= 0.05 else 'FAIL'} (<= 0.05) |"
+                f"| {gap:.4f} | {'PASS' if gap <= GAP_BAR else 'FAIL'} (<= {GAP_BAR}) |"
             )
             for key in sorted(
                 k
@@ -134,7 +164,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--runs", type=int, default=3, help="runs per configuration (median reported)"
     )
-    parser.add_argument("--no-baseline", action="store_true", help="skip the --trials 0 baseline")
+    parser.add_argument(
+        "--no-baseline", action="store_true", help="skip the baseline (old code) runs"
+    )
+    parser.add_argument(
+        "--baseline-ref",
+        default=DEFAULT_BASELINE_REF,
+        help=f"git revision whose code is the baseline (default {DEFAULT_BASELINE_REF})",
+    )
+    parser.add_argument(
+        "--baseline-only", action="store_true", help="run only the baseline (old code)"
+    )
     parser.add_argument(
         "--log",
         type=Path,
@@ -156,26 +196,39 @@ def main(argv: list[str] | None = None) -> None:
         quality(args.home)
         return
 
-    configs = [args.trials] if args.no_baseline else [0, args.trials]
-    results: dict[int, list[dict[str, float]]] = {t: [] for t in configs}
-    for run in range(args.runs):
-        for trials in configs:  # interleaved, so load on the machine hits both alike
-            result = run_once(args.home, trials, args.log, args.show_quality)
-            results[trials].append(result)
-            print(
-                f"run {run + 1}: --trials {trials}: {result['seconds']:.1f} s, peak {result['peak_rss_gb']:.2f} GB",
-                flush=True,
+    scratch = Path(tempfile.mkdtemp(prefix="clm-bench-baseline-"))
+    try:
+        configs: dict[str, Path] = {}
+        if not args.no_baseline:
+            configs[f"baseline ({args.baseline_ref})"] = export_ref(
+                args.baseline_ref, scratch / "code"
             )
-    print("\n| command | runs | median wall (s) | median peak RSS (GB) |\n|---|---|---|---|")
+        if not args.baseline_only:
+            configs["this checkout"] = REPO
+        results: dict[str, list[dict[str, float]]] = {name: [] for name in configs}
+        for run in range(args.runs):
+            for name, code in configs.items():  # interleaved: load on the machine hits both
+                result = run_once(args.home, args.trials, args.log, args.show_quality, code)
+                results[name].append(result)
+                print(
+                    f"run {run + 1}: {name}: {result['seconds']:.1f} s, "
+                    f"peak {result['peak_rss_gb']:.2f} GB",
+                    flush=True,
+                )
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    print(
+        f"\n| `clm train all --trials {args.trials}` | runs | median wall (s) | median peak RSS (GB) |"
+        "\n|---|---|---|---|"
+    )
     medians = {}
-    for trials, rows in results.items():
-        medians[trials] = statistics.median(r["seconds"] for r in rows)
+    for name, rows in results.items():
+        medians[name] = statistics.median(r["seconds"] for r in rows)
         rss = statistics.median(r["peak_rss_gb"] for r in rows)
-        print(
-            f"| clm train all --trials {trials} | {len(rows)} | {medians[trials]:.1f} | {rss:.2f} |"
-        )
-    if 0 in medians and args.trials in medians and args.trials != 0:
-        print(f"\nratio tuned / defaults-only wall time: {medians[args.trials] / medians[0]:.2f}")
+        print(f"| {name} | {len(rows)} | {medians[name]:.1f} | {rss:.2f} |")
+    if len(medians) == 2:
+        old, new = medians.values()
+        print(f"\nspeed-up (baseline wall / this checkout's): {old / new:.2f}x")
 
 
 if __name__ == "__main__":

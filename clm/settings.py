@@ -66,8 +66,17 @@ class TrainingSettings(_Section):
     optuna_storage: str | None = None
     validation_months: int = Field(3, ge=1)
     test_months: int = Field(1, ge=1)
-    # LightGBM threads per booster; 0 = every core of the machine.
-    threads: int = Field(0, ge=0)
+    # LightGBM threads per booster; 0 = every core of the machine. One thread per booster
+    # and `workers` boosters at once: OpenMP threads that wait on each other at every
+    # split stall on a box busier than its cores (a 348k-row fit: 47 s with 1 thread,
+    # 238 s with 2, at load 15; bench/results-training.md).
+    threads: int = Field(1, ge=0)
+    # Boosters trained at the same time (families, products, tuning boosters); 0 = cores.
+    workers: int = Field(0, ge=0)
+    # Rows a final booster trains and stops on, at most: a stratified sample (every class
+    # kept up to an equal quota, the largest classes sampled) weighted by 1/rate, so
+    # probabilities stay calibrated; 0 = every row.
+    final_max_rows: int = Field(200_000, ge=0)
 
 
 class PromotionSettings(_Section):

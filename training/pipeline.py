@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -11,14 +17,13 @@ import numpy as np
 from clm import mlflow_access
 from clm.domain import PROPENSITY_PRODUCTS, STAGES
 from clm.errors import ClmError
-from clm.progress import step_progress
 from clm.settings import FAMILIES
 from training import evaluate
 from training.booster_model import BoosterModel
 from training.data import TrainingSet, load_training_sets, stage_index
 from training.model_format import REFERENCE_ROWS, log_family_model, manifest_for
-from training.train import Task, fit, tasks_for
-from training.tune import study_name, tune
+from training.train import Task, fit, stratified_rows, tasks_for
+from training.tune import TuningResult, study_name, tune
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -35,7 +40,13 @@ class TrainingError(ClmError):
 def run_train(
     settings: Settings, *, model: str, trials: int | None, progress: bool = True
 ) -> dict[str, str]:
-    """Train, log and register each family; returns family -> registered version."""
+    """Train, log and register each family; returns family -> registered version.
+
+    The families are tuned and fitted side by side, their boosters sharing one pool of
+    `training.workers` threads (one LightGBM booster each); each family is evaluated,
+    logged to MLflow and registered in this thread, in family order, as soon as its
+    boosters are ready.
+    """
     families = FAMILIES if model == "all" else (model,)
     if model != "all" and model not in FAMILIES:
         raise TrainingError(
@@ -45,41 +56,143 @@ def run_train(
     if n_trials < 0:
         raise TrainingError(f"--trials must be >= 0, got {n_trials}")
     versions = {}
-    # Families sharing a feature set share one Feast join; each set is dropped after use.
-    for training_set in load_training_sets(settings, families, progress=progress):
-        family = training_set.family
-        versions[family] = train_family(settings, training_set, trials=n_trials, progress=progress)
-        del training_set
+    # Families sharing a feature set share one Feast join. Every set is read before the
+    # families start: they train at the same time anyway, and the fetch's progress bar
+    # cannot be drawn beside the families' (rich draws one live display at a time).
+    training_sets = list(load_training_sets(settings, families, progress=progress))
+    with (
+        _booster_pool(settings) as pool,
+        ThreadPoolExecutor(max_workers=len(families), thread_name_prefix="clm-family") as each,
+        FamilyBars(progress) as bars,
+    ):
+        fitting: dict[str, Future[Fitted]] = {
+            training_set.family: each.submit(
+                fit_family, settings, training_set, trials=n_trials, pool=pool, bars=bars
+            )
+            for training_set in training_sets
+        }
+        del training_sets
+        for family in list(fitting):
+            fitted = fitting.pop(family).result()
+            versions[family] = log_family(settings, fitted, trials=n_trials)
+            del fitted  # its frame and boosters are freed once logged
     return versions
+
+
+def worker_count(settings: Settings) -> int:
+    """Boosters trained at once: `training.workers`, 0 = one per core."""
+    return settings.training.workers or os.cpu_count() or 1
+
+
+@contextmanager
+def _booster_pool(settings: Settings) -> Iterator[ThreadPoolExecutor]:
+    # Threads suffice: LightGBM releases the GIL while it trains (ctypes calls).
+    with ThreadPoolExecutor(
+        max_workers=worker_count(settings), thread_name_prefix="clm-booster"
+    ) as pool:
+        yield pool
+
+
+class FamilyBars:
+    """One progress bar per family (tuning trials, then final boosters), drawn together:
+    families train side by side, and rich draws one live display at a time."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._bar: Any = None
+        self._rows: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> FamilyBars:
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+
+            # On stderr, as clm.progress draws every bar: stdout stays the command's output.
+            self._bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+            )
+            self._bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    def step(self, family: str, description: str, total: int) -> Callable[[], None]:
+        """Show `family: description` with `total` steps; returns the function advancing it."""
+        if self._bar is None:
+            return lambda: None
+        with self._lock:
+            row = self._rows.get(family)
+            text = f"{family}: {description}"
+            if row is None:
+                row = self._rows[family] = self._bar.add_task(text, total=total)
+            else:
+                self._bar.reset(row, total=total, description=text)
+        bar = self._bar
+        return lambda: bar.advance(row)
+
+
+@dataclass
+class Fitted:
+    """A family's final boosters and how they were chosen, ready to evaluate and log."""
+
+    training_set: TrainingSet
+    tuning: TuningResult
+    boosters: dict[str, Any]
 
 
 def _fit_all(
     tasks: list[Task],
     features: list[str],
     params: dict[str, Any],
-    seed: int,
-    family: str,
-    progress: bool,
-    threads: int = 0,
+    settings: Settings,
+    pool: Executor,
+    advance: Callable[[], None],
 ) -> dict[str, Any]:
-    """The final boosters, on the whole training split, with a progress bar over boosters."""
-    boosters = {}
-    with step_progress(f"training {family}", len(tasks), progress) as advance:
-        for task in tasks:
-            advance(0, description=f"training {family}: {task.key}")
-            boosters[task.key], _ = fit(task, features, params, seed=seed, threads=threads)
-            advance()
-    return boosters
+    """The final boosters, side by side on `pool`: each trains on a stratified sample of at
+    most `training.final_max_rows` training rows and stops early on as many validation rows
+    (`stratified_rows`: weighted by 1/rate, every rare-class row kept)."""
+    seed = settings.training.seed
+    limit = settings.training.final_max_rows
+
+    def one(task: Task) -> Any:
+        booster, _ = fit(
+            task,
+            features,
+            params,
+            seed=seed,
+            train=stratified_rows(task, "train", limit, seed),
+            validation=stratified_rows(task, "validation", limit, seed + 1),
+            threads=settings.training.threads,
+        )
+        advance()
+        return booster
+
+    futures = {task.key: pool.submit(one, task) for task in tasks}
+    return {key: future.result() for key, future in futures.items()}
 
 
-def train_family(
-    settings: Settings, training_set: TrainingSet, *, trials: int, progress: bool = True
-) -> str:
-    """Tune, fit, evaluate, log one family to MLflow and register it; returns the version."""
-    import mlflow
-
-    from training import registry, tracking
-
+def fit_family(
+    settings: Settings,
+    training_set: TrainingSet,
+    *,
+    trials: int,
+    pool: Executor,
+    bars: FamilyBars,
+) -> Fitted:
+    """Tune a family and fit its final boosters (on `pool`)."""
     family = training_set.family
     features = training_set.features
     tasks = tasks_for(training_set)
@@ -88,12 +201,48 @@ def train_family(
             f"{family}: no label has both outcomes in the train and validation splits; "
             "simulate or ingest more customers or months"
         )
-    seed = settings.training.seed
     name = study_name(family, training_set.feature_service, training_set.lineage)
-    tuning = tune(settings, family, tasks, features, trials=trials, name=name, progress=progress)
-    boosters = tuning.ready_boosters or _fit_all(
-        tasks, features, tuning.params, seed, family, progress, settings.training.threads
+    tuning = tune(
+        settings,
+        family,
+        tasks,
+        features,
+        trials=trials,
+        name=name,
+        progress=False,
+        pool=pool,
+        advance=bars.step(family, "tuning", trials) if trials > 0 else None,
     )
+    boosters = tuning.ready_boosters or _fit_all(
+        tasks,
+        features,
+        tuning.params,
+        settings,
+        pool,
+        bars.step(family, f"training {len(tasks)} booster(s)", len(tasks)),
+    )
+    return Fitted(training_set, tuning, boosters)
+
+
+def train_family(
+    settings: Settings, training_set: TrainingSet, *, trials: int, progress: bool = True
+) -> str:
+    """Tune, fit, evaluate, log one family to MLflow and register it; returns the version."""
+    with _booster_pool(settings) as pool, FamilyBars(progress) as bars:
+        fitted = fit_family(settings, training_set, trials=trials, pool=pool, bars=bars)
+    return log_family(settings, fitted, trials=trials)
+
+
+def log_family(settings: Settings, fitted: Fitted, *, trials: int) -> str:
+    """Evaluate a fitted family, log it to MLflow and register it; returns the version."""
+    import mlflow
+
+    from training import registry, tracking
+
+    training_set, tuning, boosters = fitted.training_set, fitted.tuning, fitted.boosters
+    family = training_set.family
+    features = training_set.features
+    seed = settings.training.seed
     model = BoosterModel(
         manifest_for(
             family, training_set.feature_service, features, {k: f"{k}.txt" for k in boosters}

@@ -144,7 +144,7 @@ def tasks_for(training_set: TrainingSet) -> list[Task]:
     return tasks
 
 
-def lgb_params(task: Task, params: dict[str, Any], seed: int, threads: int = 0) -> dict[str, Any]:
+def lgb_params(task: Task, params: dict[str, Any], seed: int, threads: int = 1) -> dict[str, Any]:
     out = {
         **DEFAULT_PARAMS,
         **params,
@@ -155,14 +155,53 @@ def lgb_params(task: Task, params: dict[str, Any], seed: int, threads: int = 0) 
         # Lets min_data_in_leaf change between trials on a fresh Dataset without warnings.
         "feature_pre_filter": False,
         "force_col_wise": True,
-        # `training.threads`; 0 = OpenMP's default, every core. Importing `clm` sets
-        # OMP_WAIT_POLICY=PASSIVE so idle threads sleep instead of spinning: on a box
-        # busier than its cores spinning threads burned ~3x the CPU for the same trees.
+        # `training.threads` (default 1; 0 = OpenMP's default, every core). Boosters run
+        # side by side instead (`training.workers`). Importing `clm` sets
+        # OMP_WAIT_POLICY=PASSIVE so idle threads sleep instead of spinning.
         "num_threads": threads,
     }
     if task.objective == "multiclass":
         out["num_class"] = task.num_class
     return out
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Positions into a task's rows, with a weight per row (None: all weigh 1)."""
+
+    positions: np.ndarray
+    weights: np.ndarray | None = None
+
+
+def stratified_rows(task: Task, split: str, max_rows: int, seed: int) -> Rows:
+    """At most about `max_rows` of a split: each class (0/1, or each stage) keeps its rows up
+    to one common quota, larger classes are sampled down to it, and every kept row weighs
+    1 / its class's sampling rate.
+
+    The weights make the sample's weighted class mix the split's own, so probabilities stay
+    calibrated and weighted metrics estimate the full split's; rare classes (churners,
+    adopters, declining customers), where the information is, are all kept. `max_rows` 0 or
+    a split no larger than it: every row, unweighted.
+    """
+    positions = task.positions[split]
+    if max_rows <= 0 or len(positions) <= max_rows:
+        return Rows(positions)
+    if task.targets is None:
+        task.targets = task.target(task.source)
+    y = np.asarray(task.targets[positions]).astype(np.int64)
+    counts = np.bincount(y)
+    # The largest quota q with sum(min(count, q)) <= max_rows ("water filling").
+    ordered = np.sort(counts)
+    quota = max_rows
+    for i, count in enumerate(ordered):
+        share = (max_rows - ordered[:i].sum()) / (len(ordered) - i)
+        if count > share:
+            quota = int(share)
+            break
+    rate = np.minimum(1.0, quota / np.maximum(counts, 1))
+    rng = np.random.default_rng(seed)
+    keep = rng.random(len(y)) < rate[y]
+    return Rows(positions[keep], (1.0 / rate[y[keep]]).astype(np.float32))
 
 
 def fit(
@@ -171,24 +210,29 @@ def fit(
     params: dict[str, Any],
     *,
     seed: int,
-    train: np.ndarray | None = None,
-    validation: np.ndarray | None = None,
+    train: np.ndarray | Rows | None = None,
+    validation: np.ndarray | Rows | None = None,
     callbacks: list[Callable[..., None]] | None = None,
-    threads: int = 0,
+    threads: int = 1,
 ) -> tuple[lgb.Booster, float]:
     """Train one booster with early stopping; returns it and its best validation metric.
 
-    `train` / `validation` are positions into the task's rows (default: the whole
-    training / validation split), e.g. a tuning trial's sample.
+    `train` / `validation` are positions into the task's rows, or `Rows` with weights
+    (default: the whole training / validation split), e.g. a tuning trial's sample or a
+    final booster's stratified sample (`stratified_rows`).
     """
     import lightgbm as lgb
 
-    train_at = task.positions["train"] if train is None else train
-    valid_at = task.positions["validation"] if validation is None else validation
-    x, y = task.xy(train_at, features)
-    train_set = lgb.Dataset(x, label=y, feature_name=features, free_raw_data=True)
-    vx, vy = task.xy(valid_at, features)
-    valid_set = lgb.Dataset(vx, label=vy, reference=train_set, free_raw_data=True)
+    train_rows = _rows(task, "train", train)
+    valid_rows = _rows(task, "validation", validation)
+    x, y = task.xy(train_rows.positions, features)
+    train_set = lgb.Dataset(
+        x, label=y, weight=train_rows.weights, feature_name=features, free_raw_data=True
+    )
+    vx, vy = task.xy(valid_rows.positions, features)
+    valid_set = lgb.Dataset(
+        vx, label=vy, weight=valid_rows.weights, reference=train_set, free_raw_data=True
+    )
     del x, vx  # the Datasets hold the only references: freed once binned
     booster = lgb.train(
         lgb_params(task, params, seed, threads=threads),
@@ -205,6 +249,12 @@ def fit(
     # Keep only the trees up to the best iteration, so the saved model is what was validated.
     booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=booster.best_iteration))
     return booster, float(best)
+
+
+def _rows(task: Task, split: str, given: np.ndarray | Rows | None) -> Rows:
+    if given is None:
+        return Rows(task.positions[split])
+    return given if isinstance(given, Rows) else Rows(given)
 
 
 def predict(

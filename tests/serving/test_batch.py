@@ -31,10 +31,16 @@ def test_score_batch_scores_every_customer(
     import lightgbm as lgb
 
     out = tmp_path / "scores.parquet"
-    summary = run_score_batch(trained_settings, as_of=latest_month_end, out=out, progress=False)
+    summary = run_score_batch(
+        trained_settings, as_of=latest_month_end, out=out, progress=False, compiled=True
+    )
     frame = pd.read_parquet(out)
     _, snapshot = read_snapshot(trained_settings, latest_month_end, ["age"])
     assert summary["rows"] == len(frame) == snapshot.num_rows > 100
+    # Scored with compiled trees (serving/compiled.py), every booster of the three families.
+    assert {"churn/churn", "stage/stage"} <= set(summary["compiled"])
+    assert any(key.startswith("propensity/") for key in summary["compiled"])
+    assert set(summary["compiled"].values()) <= {"compiled", "cached"}, summary["compiled"]
     assert frame["customer_id"].is_unique
     versions = {f: champion(trained_settings, f) for f in ("churn", "propensity", "stage")}
     assert summary["model_versions"] == versions

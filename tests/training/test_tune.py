@@ -136,3 +136,30 @@ def test_big_families_tune_a_few_boosters_on_the_same_samples(
     result = tune(settings, "propensity", tasks, ts.features, trials=2, name="p", progress=False)
     assert result.trials == 2 and result.ready_boosters is None
     _check_choice(result)
+
+
+def test_families_open_a_new_study_storage_at_the_same_time(tmp_path: Path) -> None:
+    """`clm train all` tunes the families side by side: on a new SQLite database every
+    storage creates Optuna's tables, and all but the first failed ("table studies already
+    exists") before the storages were opened one at a time."""
+    import threading
+
+    from training.tune import _storage
+
+    settings = Settings.load(home=tmp_path, env={})
+    start = threading.Barrier(6)
+    errors: list[BaseException] = []
+
+    def open_storage() -> None:
+        start.wait()
+        try:
+            _storage(settings)
+        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_storage) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
