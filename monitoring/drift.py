@@ -227,7 +227,7 @@ def run_drift(
                 f"{settings.predictions_dir}; choose another --window"
             )
     frame = inputs.normalise_log(raw, segment_features)
-    unknown = inputs.unknown_customers(raw)
+    unknown = inputs.unknown_customers(settings, win) if current is None else None
     folder = report_folder(settings, "drift")
     verdicts = {}
     with stage(progress, "drift", total=len(wanted)) as advance:
