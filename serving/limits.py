@@ -24,7 +24,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     from anyio import CapacityLimiter
@@ -97,6 +97,3 @@ class Lanes:
             if not self._in_flight[who]:
                 del self._in_flight[who]
             self._seconds = 0.8 * self._seconds + 0.2 * (time.monotonic() - started)
-
-    def describe(self) -> dict[str, Any]:
-        return {"explaining": self._explaining, "callers": len(self._in_flight)}

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
 
 CustomerId = Annotated[
     str,
@@ -113,7 +114,37 @@ class ScoreError(BaseModel):
     message: str
 
 
+_EXAMPLE_RESULT: JsonDict = {
+    "request_id": "5f0c1d2e3a4b4c5d9e8f7a6b5c4d3e2f",
+    "model_versions": {"churn": "4", "propensity": "2", "stage": "3"},
+    "results": [
+        {
+            "customer_id": "C0000042",
+            "snapshot": "2025-07-01T00:00:00Z",
+            "churn": {"probability": 0.12, "risk_band": "medium"},
+            "propensity": {"time_deposit": 0.04, "credit_card": 0.31, "mortgage": 0.02},
+            "next_best_product": "credit_card",
+            "stage": {
+                "current": "growing",
+                "next": "mature",
+                "next_probabilities": {"growing": 0.3, "mature": 0.6, "declining": 0.1},
+            },
+            "warnings": [],
+        }
+    ],
+    "errors": [
+        {
+            "customer_id": "C9999999",
+            "code": "UNKNOWN_CUSTOMER",
+            "message": "no features for customer C9999999 in the online store",
+        }
+    ],
+}
+
+
 class ScoreResponse(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [_EXAMPLE_RESULT]})
+
     request_id: str
     model_versions: dict[str, str]
     results: list[CustomerResult]
@@ -149,6 +180,21 @@ class ErrorDetail(BaseModel):
 
 
 class ErrorResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "error": {
+                        "code": "INVALID_REQUEST",
+                        "message": "explain: must be true or false (JSON booleans, not strings "
+                        "or numbers)",
+                        "fields": ["explain"],
+                    }
+                }
+            ]
+        }
+    )
+
     error: ErrorDetail
 
 

@@ -118,6 +118,7 @@ class ScoringService:
     """Churn, product propensity and lifecycle stage for bank customers, in one call."""
 
     def __init__(self) -> None:
+        # The worker's entry point: the only place here that reads the environment.
         supervisor = os.environ.get(SUPERVISOR_PID)
         die_with_parent(int(supervisor) if supervisor and supervisor.isdigit() else None)
         _install_log_filters()

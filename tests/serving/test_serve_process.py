@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from clm.process import wait_for_http
@@ -71,6 +72,10 @@ def test_kill_9_of_clm_serve_frees_the_port_for_the_next_one(tmp_path: Path) -> 
     try:
         problem = wait_for_http(first, f"{url}/livez", 180)
         assert problem is None, f"clm serve {problem}:\n{log.read_text()[-3000:]}"
+        # Without champions the service is alive but not ready, and says so in the one shape.
+        ready = httpx.get(f"{url}/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["error"]["code"] == "NO_MODELS", ready.text
         workers = children(first.pid)
         assert workers, "the supervisor has no worker process"
         first.send_signal(signal.SIGKILL)
