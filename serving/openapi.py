@@ -26,6 +26,7 @@ from serving.schemas import (
     ScoreFeaturesRequest,
     ScoreRequest,
     ScoreResponse,
+    error_body,
 )
 
 if TYPE_CHECKING:
@@ -43,37 +44,82 @@ PAGE_HEADERS = {
     "Referrer-Policy": "no-referrer",
 }
 
-# (status, when) per route family; every one answers ErrorResponse.
-_AUTH = [(401, "Missing or invalid bearer key (`UNAUTHORIZED`).")]
-_BODY = [
-    (408, "The body did not arrive within `serving.body_timeout_seconds` (`REQUEST_TIMEOUT`)."),
+# (status, when, example code, example message) per route family; all answer ErrorResponse.
+Documented = tuple[int, str, str, str]
+_AUTH: list[Documented] = [
+    (
+        401,
+        "Missing or invalid bearer key (`UNAUTHORIZED`).",
+        "UNAUTHORIZED",
+        "missing or invalid bearer key",
+    )
+]
+_BODY: list[Documented] = [
+    (
+        408,
+        "The body did not arrive within `serving.body_timeout_seconds` (`REQUEST_TIMEOUT`).",
+        "REQUEST_TIMEOUT",
+        "the request body did not arrive within 10 s",
+    ),
     (
         413,
         "Body over `serving.max_body_bytes` (`TOO_LARGE`), more than `serving.max_ids` "
         "ids or rows (`TOO_MANY_ROWS`), or more than `serving.max_explain_ids` with "
         "explain (`TOO_MANY_TO_EXPLAIN`).",
+        "TOO_MANY_TO_EXPLAIN",
+        "customer_ids: at most 100 per request with explain=true (got 250); split the "
+        "request, or ask without explain",
     ),
-    (415, "The body is not `application/json` (`UNSUPPORTED_MEDIA_TYPE`)."),
+    (
+        415,
+        "The body is not `application/json` (`UNSUPPORTED_MEDIA_TYPE`).",
+        "UNSUPPORTED_MEDIA_TYPE",
+        "send the body as application/json",
+    ),
 ]
-_SCORING = [
+_SCORING: list[Documented] = [
     (
         422,
         "The body does not validate (`INVALID_REQUEST`: invalid JSON, a wrong type, NaN or "
         "infinity, an empty list, an unknown field) or names features no served model uses "
         "(`UNKNOWN_FEATURES`); `fields` names each problem.",
+        "INVALID_REQUEST",
+        "explain: must be true or false (JSON booleans, not strings or numbers)",
     ),
     (
         429,
         "Too many requests with explain in flight for this key or the service "
         "(`EXPLAIN_BUSY`); retry after the `Retry-After` header's seconds.",
+        "EXPLAIN_BUSY",
+        "at most 1 request(s) with explain in flight per API key; wait for the previous "
+        "one or retry later",
     ),
     (
         503,
         "No champion model loaded yet (`NO_MODELS`) or the online feature store is "
         "unavailable (`FEATURE_STORE_UNAVAILABLE`).",
+        "NO_MODELS",
+        "no champion models are loaded yet; see GET /models",
     ),
 ]
-_SERVER = [(500, "An unexpected error (`INTERNAL_ERROR`); the service log has the details.")]
+_SERVER: list[Documented] = [
+    (
+        500,
+        "An unexpected error (`INTERNAL_ERROR`); the service log has the details.",
+        "INTERNAL_ERROR",
+        "An unexpected error has occurred, please check the server log.",
+    )
+]
+_EXAMPLE_FIELDS = {
+    "INVALID_REQUEST": ["explain"],
+    "TOO_MANY_TO_EXPLAIN": ["customer_ids", "explain"],
+}
+_FORBIDDEN: Documented = (
+    403,
+    "An API key instead of the admin token (`FORBIDDEN`).",
+    "FORBIDDEN",
+    "this route needs the admin token (CLM_ADMIN_TOKEN)",
+)
 
 
 def package_version() -> str:
@@ -109,17 +155,23 @@ def _ref(name: str) -> dict[str, Any]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _responses(ok: str | None, errors: list[tuple[int, str]]) -> dict[str, Any]:
+def _responses(ok: str | None, errors: list[Documented]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if ok is not None:
         out["200"] = {
             "description": "Success.",
             "content": {"application/json": {"schema": _ref(ok)}},
         }
-    for status, when in sorted(errors):
+    for status, when, code, message in sorted(errors):
+        fields = _EXAMPLE_FIELDS.get(code, [])
         out[str(status)] = {
             "description": when,
-            "content": {"application/json": {"schema": _ref("ErrorResponse")}},
+            "content": {
+                "application/json": {
+                    "schema": _ref("ErrorResponse"),
+                    "example": error_body(status, message, code=code, fields=fields),
+                }
+            },
         }
     return out
 
@@ -243,11 +295,7 @@ def openapi_document(settings: Settings, versions: dict[str, str | None]) -> dic
                     "summary": "Check the registry now (admin token); answers like /models",
                     "responses": _responses(
                         "ModelsResponse",
-                        [
-                            *_AUTH,
-                            (403, "An API key instead of the admin token (`FORBIDDEN`)."),
-                            *_SERVER,
-                        ],
+                        [*_AUTH, _FORBIDDEN, *_SERVER],
                     ),
                 }
             },

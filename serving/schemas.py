@@ -180,21 +180,6 @@ class ErrorDetail(BaseModel):
 
 
 class ErrorResponse(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "error": {
-                        "code": "INVALID_REQUEST",
-                        "message": "explain: must be true or false (JSON booleans, not strings "
-                        "or numbers)",
-                        "fields": ["explain"],
-                    }
-                }
-            ]
-        }
-    )
-
     error: ErrorDetail
 
 
