@@ -31,7 +31,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -45,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from clm.process import stop_process
 from clm.settings import REPO_ROOT, Settings
 
 
@@ -128,12 +128,7 @@ def process(
     try:
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+        stop_process(proc)
 
 
 def explain_starvation(
@@ -234,12 +229,7 @@ def baseline_service(source: Path, settings: Settings, tmp: Path, keys: list[str
         wait_http(f"{url}/readyz")
         yield url
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+        stop_process(proc)
 
 
 def bench_explain(

@@ -72,8 +72,8 @@ def run_once(
 def quality(home: Path, env: dict[str, str] | None = None) -> None:
     """The issue's quality bars, from the latest run of each family in the workspace's MLflow
     (or the tracking store `env` names)."""
+    from clm.mlflow_access import client
     from clm.settings import FAMILIES, Settings
-    from training.tracking import client
 
     settings = Settings.load(home=home, env=env or {})
     mlflow_client = client(settings)

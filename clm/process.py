@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import time
 
@@ -40,12 +41,21 @@ def wait_for_http(process: subprocess.Popen[bytes], url: str, timeout: float) ->
 
 
 def stop_process(process: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    """SIGTERM (a graceful stop), then SIGKILL if it is still running after `timeout` s."""
+    """SIGTERM (a graceful stop), then SIGKILL if it is still running after `timeout` s: to
+    its whole process group when it leads one (started with `start_new_session=True`), so
+    that a server's workers cannot outlive it."""
     if process.poll() is not None:
         return
     process.terminate()
     try:
         process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        process.kill()
+        try:
+            leads_group = os.getpgid(process.pid) == process.pid
+        except ProcessLookupError:
+            leads_group = False
+        if leads_group:
+            os.killpg(process.pid, signal.SIGKILL)
+        else:
+            process.kill()
         process.wait()

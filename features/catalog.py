@@ -169,8 +169,6 @@ GROUPS: tuple[str, ...] = (
     "stage",
 )
 FEATURE_NAMES: tuple[str, ...] = tuple(x.name for x in FEATURES)
-# Monitoring and promotion gates segment on these (value tier and current stage).
-SEGMENT_COLUMNS: tuple[str, ...] = ("value_tier_code", "stage_code")
 # Where the pipeline writes the feature table and the labels (under settings.feature_dir).
 FEATURE_FILE = "customer_features.parquet"
 LABEL_FILE = "labels.parquet"

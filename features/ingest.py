@@ -12,22 +12,18 @@ The accepted schema is documented for banks in docs/data-schema.md.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import gzip
 import io
 import json
-import os
 import shutil
-import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from clm import domain
+from clm import atomic, domain
 from clm.errors import ClmError
-from clm.process import pid_alive
+from clm.progress import step_progress
 
 if TYPE_CHECKING:
     import duckdb
@@ -42,8 +38,6 @@ PARQUET_SUFFIXES = (".parquet", ".pq")
 # Plausibility bounds: a year outside them is a typo or a sentinel (0001-01-01), and
 # would otherwise stretch the data period over centuries.
 MIN_YEAR, MAX_YEAR = 1900, 2100
-_STAGING_PREFIX = ".raw-staging-"
-_OLD_PREFIX = ".raw-old-"
 
 
 class IngestError(ClmError):
@@ -788,54 +782,6 @@ def _write_tables(
     return summary
 
 
-# --------------------------------------------------------------------------- swap
-
-
-def _recover(raw_dir: Path) -> None:
-    """Tidy what an ingest killed half-way left (never a live run's directories): put
-    raw/ back if it was killed mid-swap, remove leftover staging and old directories."""
-    parent = raw_dir.parent
-    for prefix in (_OLD_PREFIX, _STAGING_PREFIX):
-        for path in sorted(parent.glob(f"{prefix}*")):
-            pid = path.name[len(prefix) :].split("-", 1)[0]
-            if pid.isdigit() and pid_alive(int(pid)):
-                continue
-            if prefix == _OLD_PREFIX and not raw_dir.exists():
-                os.rename(path, raw_dir)
-            else:
-                shutil.rmtree(path, ignore_errors=True)
-
-
-def _swap_in(staging: Path, raw_dir: Path) -> None:
-    """Replace raw/ by the staging directory: rename the old aside, the new in, delete the old."""
-    old = raw_dir.parent / f"{_OLD_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    had_raw = raw_dir.exists()
-    if had_raw:
-        os.rename(raw_dir, old)
-    try:
-        os.rename(staging, raw_dir)
-    except BaseException:
-        if had_raw:
-            os.rename(old, raw_dir)
-        raise
-    if had_raw:
-        # The ingest has succeeded; a leftover is tidied by the next run (_recover).
-        shutil.rmtree(old, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def _staging(raw_dir: Path) -> Iterator[Path]:
-    """A fresh staging directory beside raw/, removed on any failure."""
-    raw_dir.parent.mkdir(parents=True, exist_ok=True)
-    _recover(raw_dir)
-    staging = raw_dir.parent / f"{_STAGING_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    staging.mkdir()
-    try:
-        yield staging
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)  # gone already after a successful swap
-
-
 # --------------------------------------------------------------------------- entry point
 
 
@@ -855,7 +801,6 @@ def run_ingest(
     """
     import duckdb
     from rich.console import Console
-    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     given = {"transactions": transactions, "customers": customers, "holdings": holdings}
     problems = Problems()
@@ -870,19 +815,13 @@ def run_ingest(
     problems.raise_if_any()
 
     raw_dir = settings.raw_dir
-    bar = Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TimeElapsedColumn(),
-        disable=not progress,
-        transient=False,
-    )
-    with bar, _staging(raw_dir) as staging:
-        task = bar.add_task("reading files", total=len(sources) + 3)
+    with (
+        step_progress("reading files", len(sources) + 3, progress) as advance,
+        atomic.staged_dir(raw_dir) as staging,
+    ):
 
         def tick(done: str) -> None:
-            bar.update(task, advance=1, description=done)
+            advance(description=done)
 
         con = duckdb.connect(
             config={"memory_limit": "4GB", "temp_directory": str(staging / ".duckdb-tmp")}
@@ -910,8 +849,7 @@ def run_ingest(
         finally:
             con.close()
         shutil.rmtree(staging / ".duckdb-tmp", ignore_errors=True)
-        _swap_in(staging, raw_dir)
-        tick("raw tables replaced")
+        tick("raw tables written; replacing raw/")
     summary["raw_dir"] = str(raw_dir)
     if progress:
         _print_summary(Console(), summary)

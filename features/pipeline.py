@@ -12,7 +12,6 @@ need them are NULL (NaN to pandas) but keep their column so feature lists are st
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from clm import atomic
 from clm.domain import (
     ACQUISITION_CHANNELS,
     PRODUCTS,
@@ -31,6 +31,7 @@ from clm.domain import (
     VALUE_TIERS,
 )
 from clm.errors import ClmError
+from clm.progress import step_progress
 from clm.settings import Settings
 from features.catalog import BUILD_INFO_FILE, FEATURE_FILE, FEATURE_NAMES, LABEL_FILE
 
@@ -538,7 +539,6 @@ def _write_parquet(con: Any, query: str, path: Path) -> None:
 def run_build(settings: Settings, progress: bool = True) -> dict:
     """Build the feature table and the labels; returns a summary (rows, snapshots, seconds)."""
     import duckdb
-    from rich.progress import Progress
 
     raw_dir = settings.raw_dir
     if not (raw_dir / "transactions").exists() and not (raw_dir / "transactions.parquet").exists():
@@ -548,9 +548,7 @@ def run_build(settings: Settings, progress: bool = True) -> dict:
     rules = load_rules()
     started = time.monotonic()
     out = settings.feature_dir
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp = atomic.new_staging_dir(out)
     steps = ["read raw tables", "monthly aggregates and windows", "stages", "labels", "write"]
     con = duckdb.connect()
     try:
@@ -560,9 +558,7 @@ def run_build(settings: Settings, progress: bool = True) -> dict:
         # DuckDB takes 80% of RAM by default; a bounded limit makes it spill instead.
         con.execute(f"SET memory_limit = '{settings.features.duckdb_memory_limit}'")
         con.execute(f"SET temp_directory = '{(tmp / 'spill').as_posix()}'")
-        with Progress(disable=not progress, transient=True) as bar:
-            task = bar.add_task("features build", total=len(steps))
-
+        with step_progress("features build", len(steps), progress, transient=True) as advance:
             timings: dict[str, float] = {}
             last = [time.monotonic()]
 
@@ -570,9 +566,7 @@ def run_build(settings: Settings, progress: bool = True) -> dict:
                 if i > 0:  # how long the step just finished took (for the summary)
                     timings[steps[i - 1]] = round(time.monotonic() - last[0], 2)
                     last[0] = time.monotonic()
-                bar.update(
-                    task, completed=i, description=f"features: {steps[min(i, len(steps) - 1)]}"
-                )
+                advance(min(i, 1), description=f"features: {steps[min(i, len(steps) - 1)]}")
 
             step(0)
             raw = _discover(con, raw_dir)
@@ -646,14 +640,5 @@ def run_build(settings: Settings, progress: bool = True) -> dict:
         "step_seconds": timings,
     }
     (tmp / BUILD_INFO_FILE).write_text(json.dumps(summary, indent=1))
-    _swap_dir(tmp, out)
+    atomic.replace_dir(tmp, out)
     return summary
-
-
-def _swap_dir(tmp: Path, out: Path) -> None:
-    """Replace the feature directory by the freshly built one (rename, never half-written)."""
-    old = out.with_name(f".{out.name}.old-{os.getpid()}")
-    if out.exists():
-        os.replace(out, old)
-    os.replace(tmp, out)
-    shutil.rmtree(old, ignore_errors=True)

@@ -24,7 +24,6 @@ Conventions worth knowing downstream:
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import time
@@ -33,8 +32,10 @@ from typing import Any
 
 import numpy as np
 
+from clm import atomic
 from clm.domain import PROPENSITY_PRODUCTS, SCENARIOS
 from clm.errors import ClmError
+from clm.progress import step_progress
 from clm.settings import Settings
 
 CHUNK_CUSTOMERS = 50_000
@@ -67,18 +68,15 @@ def run_simulation(
     signups = signup_months(_rng(seed, 0, 0), customers, months)
     total = len(signups)
     raw_dir = settings.raw_dir
-    raw_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = raw_dir.with_name(f".{raw_dir.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
     rows = {name: 0 for name in tables.SCHEMAS}
     churn_auc = StreamingAUC()
     adopt_auc = {p: StreamingAUC() for p in PROPENSITY_PRODUCTS}
     at_risk = churned = 0
     customer_parts, holding_parts, campaign_parts = [], [], []
     chunk_starts = list(range(0, total, CHUNK_CUSTOMERS))
+    tmp = atomic.new_staging_dir(raw_dir)
     try:
-        with _progress(progress) as bar:
-            task = bar.add_task("simulating the bank", total=len(chunk_starts) * months)
+        with step_progress("simulating the bank", len(chunk_starts) * months, progress) as advance:
             for part, lo in enumerate(chunk_starts):
                 numbers = np.arange(lo, min(lo + CHUNK_CUSTOMERS, total))
                 rng = _rng(seed, 1, part)
@@ -127,7 +125,7 @@ def run_simulation(
                     for name, table in written.items():
                         tables.write_part(table, tmp, name, label, part)
                         rows[name] += table.num_rows
-                    bar.advance(task)
+                    advance()
                 customer_parts.append(
                     tables.customers(
                         ids, pop, calendar.month_start(pop.signup_month) + pop.signup_day - 1
@@ -167,7 +165,7 @@ def run_simulation(
             "seconds": round(time.perf_counter() - began, 1),
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-        _swap(tmp, raw_dir)
+        atomic.replace_dir(tmp, raw_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -289,15 +287,6 @@ def _score_oracle(bank, months, churn_auc, adopt_auc) -> None:  # type: ignore[n
             auc.add(p[ok], opened[ok, j])
 
 
-def _swap(tmp: Path, raw_dir: Path) -> None:
-    """Replace the raw directory by the freshly built one (the old one is removed afterwards)."""
-    old = raw_dir.with_name(f".{raw_dir.name}.old-{os.getpid()}")
-    if raw_dir.exists():
-        os.replace(raw_dir, old)
-    os.replace(tmp, raw_dir)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def _concat(parts, schema):  # type: ignore[no-untyped-def]
     import pyarrow as pa
 
@@ -310,19 +299,6 @@ def _empty(schema):  # type: ignore[no-untyped-def]
 
 def _round(x: float | None) -> float | None:
     return None if x is None else round(x, 4)
-
-
-def _progress(enabled: bool):  # type: ignore[no-untyped-def]
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        disable=not enabled,
-        transient=False,
-    )
 
 
 def _summary(meta: dict[str, Any], raw_dir: Path) -> None:

@@ -24,7 +24,6 @@ from features.catalog import (
     LABEL_FILE,
     PUSH_GROUP,
     PUSH_SOURCE,
-    SEGMENT_COLUMNS,
     SERVICES,
     TIMESTAMP_FIELD,
     feast_objects,
@@ -38,8 +37,6 @@ if TYPE_CHECKING:
     from feast.repo_config import RepoConfig
 
 REPO_DIR = Path(__file__).resolve().parent
-# Names of the features holding the value tier code and the current stage code.
-segment_columns: tuple[str, ...] = SEGMENT_COLUMNS
 
 
 class FeatureStoreError(ClmError):
@@ -217,15 +214,15 @@ def training_frame(
     clash = [c for c in entity_df.columns if c in names]
     if clash:
         raise FeatureStoreError(f"entity_df columns {', '.join(clash)} clash with feature names")
-    from rich.progress import Progress
+    from clm.progress import step_progress
 
     entities = entity_df.copy()
     entities[ENTITY_KEY] = entities[ENTITY_KEY].astype(str)
     ts = pd.to_datetime(entities[TIMESTAMP_FIELD], utc=True)
     entities[TIMESTAMP_FIELD] = ts.astype("datetime64[us, UTC]")
     entities["__row"] = range(len(entities))
-    with Progress(disable=not progress, transient=True) as bar:
-        bar.add_task(f"training set {service}: {len(entities):,} rows", total=None)
+    description = f"training set {service}: {len(entities):,} rows"
+    with step_progress(description, None, progress, transient=True):
         store = feature_store(settings)
         _require_applied(store, settings)
         fs = store.get_feature_service(service)

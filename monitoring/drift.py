@@ -9,7 +9,6 @@ logs them to MLflow and returns 1 when anything is red.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -186,14 +185,6 @@ def _round(value: float) -> float | None:
     return None if not np.isfinite(value) else round(value, 6)
 
 
-def write_json(path: Path, payload: dict[str, Any]) -> None:
-    """Atomic write: a temporary sibling, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=str))
-    tmp.replace(path)
-
-
 def run_drift(
     settings: Settings,
     *,
@@ -204,12 +195,14 @@ def run_drift(
 ) -> int:
     """`clm monitor drift`: compare the champion's reference with the log window or a
     batch file, per family; write JSON + Evidently HTML; exit 1 when anything is red."""
+    from clm import atomic, mlflow_access
+    from clm.progress import step_progress
+    from clm.segments import SEGMENTS
     from monitoring import inputs
-    from monitoring.runlog import log_to_mlflow, report_folder, stage
+    from monitoring.runlog import log_to_mlflow, report_folder
 
     wanted = inputs.families(model)
-    client = inputs.mlflow_client(settings)
-    segment_features = inputs.segment_features(settings)
+    client = mlflow_access.client(settings)
     if current is not None:
         raw = inputs.read_batch(Path(current))
         source: dict[str, Any] = {"kind": "batch", "file": Path(current).name}
@@ -226,11 +219,11 @@ def run_drift(
                 f"no predictions in the window {win.label} ({win.start.date()} to {(win.end - pd.Timedelta(days=1)).date()}) of "
                 f"{settings.predictions_dir}; choose another --window"
             )
-    frame = inputs.normalise_log(raw, segment_features)
+    frame = inputs.normalise_log(raw)
     unknown = inputs.unknown_customers(settings, win) if current is None else None
     folder = report_folder(settings, "drift")
     verdicts = {}
-    with stage(progress, "drift", total=len(wanted)) as advance:
+    with step_progress("drift", len(wanted), progress, transient=True) as advance:
         for family in wanted:
             champion = inputs.load_champion(settings, family, client)
             summary = compare_populations(
@@ -238,7 +231,7 @@ def run_drift(
                 frame,
                 features=champion.features,
                 scores=inputs.score_columns(family, champion.manifest),
-                segments=inputs.SEGMENTS,
+                segments=SEGMENTS,
                 thresholds=settings.monitoring,
                 unknown_customers=unknown,
             )
@@ -268,7 +261,7 @@ def run_drift(
                 "html": html_path.name,
                 "drifted_columns": sorted(c for c, v in evidently.items() if v["drifted"]),
             }
-            write_json(summary_path, summary)
+            atomic.write_json(summary_path, summary)
             log_to_mlflow(
                 settings,
                 run_name=f"drift-{family}",

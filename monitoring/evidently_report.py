@@ -15,6 +15,8 @@ from typing import Any
 
 import pandas as pd
 
+from clm import atomic
+
 # Evidently's report holds every row in memory and renders per-column plots;
 # a sample this size keeps it to seconds while drawing the same shapes.
 EVIDENTLY_MAX_ROWS = 20_000
@@ -54,10 +56,8 @@ def drift_preset_verdicts(
         reference_data=Dataset.from_pandas(ref, data_definition=definition),
     )
     if html_path is not None:
-        html_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = html_path.with_name(f".{html_path.name}.tmp")
-        snapshot.save_html(str(tmp))
-        tmp.replace(html_path)
+        with atomic.atomic_path(html_path) as tmp:
+            snapshot.save_html(str(tmp))
     values: dict[str, float] = {}
     for metric in snapshot.dict().get("metrics", []):
         config = metric.get("config", {})

@@ -17,17 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 
-from clm.domain import PROPENSITY_PRODUCTS, STAGES, VALUE_TIERS
+from clm import mlflow_access
+from clm.domain import PROPENSITY_PRODUCTS, STAGES
 from clm.errors import ClmError
+from clm.segments import UNKNOWN, add_segment_names
 from clm.settings import FAMILIES
 
 if TYPE_CHECKING:
     from clm.settings import Settings
-
-SEGMENTS = ("value_tier", "stage")
 
 
 class MonitoringInputError(ClmError):
@@ -76,20 +75,9 @@ def score_columns(family: str, manifest: dict[str, Any] | None = None) -> list[s
     return ["stage_next_code", *[f"stage_prob_{c}" for c in classes]]
 
 
-def mlflow_client(settings: Settings) -> Any:
-    import mlflow
-    from mlflow import MlflowClient
-
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    mlflow.set_registry_uri(settings.registry_uri)
-    return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.registry_uri)
-
-
 def load_champion(settings: Settings, family: str, client: Any = None) -> ChampionVersion:
     """The champion version of `family`, its manifest and its validation sample."""
-    import mlflow
-
-    client = client or mlflow_client(settings)
+    client = client or mlflow_access.client(settings)
     name = settings.models.family(family).registered_name
     alias = settings.aliases.champion
     try:
@@ -99,10 +87,8 @@ def load_champion(settings: Settings, family: str, client: Any = None) -> Champi
             f"no {alias!r} version of {name} in the registry at {settings.registry_uri} ({exc}); "
             f"train one with `clm train {family}`"
         ) from None
-    local = Path(
-        mlflow.artifacts.download_artifacts(
-            artifact_uri=f"models:/{name}/{version.version}", tracking_uri=settings.tracking_uri
-        )
+    local = mlflow_access.download_version(
+        settings, name, str(version.version), mlflow_client=client
     )
     manifest_path = local / "manifest.json"
     sample_path = local / "reference" / "validation_sample.parquet"
@@ -156,55 +142,18 @@ def normalise_reference(frame: pd.DataFrame, family: str, manifest: dict[str, An
         if "stage_next_code" not in out.columns and all(p in out.columns for p in probs):
             best = out[probs].to_numpy(float).argmax(axis=1)
             out["stage_next_code"] = [float(STAGES.index(classes[i])) for i in best]
-    for segment in SEGMENTS:
-        if segment not in out.columns:
-            out[segment] = "unknown"
-    return out
+    return add_segment_names(out)
 
 
-def normalise_log(
-    frame: pd.DataFrame, segment_features: dict[str, str] | None = None
-) -> pd.DataFrame:
+def normalise_log(frame: pd.DataFrame) -> pd.DataFrame:
     """Prediction-log or batch rows in monitoring's shape (features without `f_`)."""
     out = frame.rename(columns={c: c[2:] for c in frame.columns if c.startswith("f_")})
     if "stage_next" in out.columns:
         lookup = {s: float(i) for i, s in enumerate(STAGES)}
         out["stage_next_code"] = out["stage_next"].map(lookup).astype(float)
-    segment_features = segment_features or {}
-    tier_feature = segment_features.get("value_tier")
-    if tier_feature and tier_feature in out.columns:
-        out["value_tier"] = _names(out[tier_feature], VALUE_TIERS)
-    elif "value_tier" not in out.columns:
-        out["value_tier"] = "unknown"
     if "stage_current" in out.columns:
-        out["stage"] = out["stage_current"].fillna("unknown").astype(str)
-    elif segment_features.get("stage") in out.columns:
-        out["stage"] = _names(out[segment_features["stage"]], STAGES)
-    else:
-        out["stage"] = "unknown"
-    return out
-
-
-def _names(codes: pd.Series, vocabulary: tuple[str, ...]) -> list[str]:
-    values = codes.to_numpy(dtype=float, na_value=np.nan)
-    return [
-        vocabulary[int(v)] if np.isfinite(v) and 0 <= v < len(vocabulary) else "unknown"
-        for v in values
-    ]
-
-
-def segment_features(settings: Settings) -> dict[str, str]:
-    """The features holding the value-tier and current-stage codes (from the feature store)."""
-    try:
-        from features.store import segment_columns as columns
-    except ImportError:
-        return {}
-    if callable(columns):
-        columns = columns(settings)
-    if isinstance(columns, dict):
-        return dict(columns)
-    names = list(columns)
-    return {"value_tier": names[0], "stage": names[1]} if len(names) >= 2 else {}
+        out["stage"] = out["stage_current"].fillna(UNKNOWN).astype(str)
+    return add_segment_names(out)
 
 
 # --- the prediction log ---
@@ -373,7 +322,7 @@ def served_versions(frame: pd.DataFrame, family: str) -> list[dict[str, Any]]:
 
 def registry_history(settings: Settings, family: str, client: Any = None) -> list[dict[str, Any]]:
     """Every registered version of a family: created, aliases, promotion evidence."""
-    client = client or mlflow_client(settings)
+    client = client or mlflow_access.client(settings)
     name = settings.models.family(family).registered_name
     try:
         versions = client.search_model_versions(f"name='{name}'")

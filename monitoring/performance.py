@@ -22,64 +22,24 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import rankdata
 
+from clm import metrics
 from clm.domain import PROPENSITY_PRODUCTS, STAGES
-from monitoring.psi import band, ks_statistic
+from monitoring.psi import band
 
 if TYPE_CHECKING:
     from clm.settings import Settings
 
 
-def auc(y: np.ndarray, p: np.ndarray) -> float:
-    """ROC AUC by the rank-sum (Mann-Whitney) formula, ties sharing ranks."""
-    y = np.asarray(y, dtype=float)
-    p = np.asarray(p, dtype=float)
-    positives = int((y == 1).sum())
-    negatives = len(y) - positives
-    if positives == 0 or negatives == 0:
-        return float("nan")
-    ranks = rankdata(p)
-    return float((ranks[y == 1].sum() - positives * (positives + 1) / 2) / (positives * negatives))
-
-
-def ks_separation(y: np.ndarray, p: np.ndarray) -> float:
-    y = np.asarray(y, dtype=float)
-    p = np.asarray(p, dtype=float)
-    if (y == 1).sum() == 0 or (y == 0).sum() == 0:
-        return float("nan")
-    return ks_statistic(p[y == 1], p[y == 0])
-
-
-def calibration_by_decile(y: np.ndarray, p: np.ndarray, bins: int = 10) -> list[dict[str, float]]:
-    """Rows sorted by score, cut in `bins` groups of equal size (1 = lowest scores)."""
-    y = np.asarray(y, dtype=float)
-    p = np.asarray(p, dtype=float)
-    if len(y) < bins:
-        return []
-    order = np.argsort(p, kind="mergesort")
-    out = []
-    for i, part in enumerate(np.array_split(order, bins), start=1):
-        out.append(
-            {
-                "decile": i,
-                "rows": int(len(part)),
-                "mean_predicted": float(p[part].mean()),
-                "observed_rate": float(y[part].mean()),
-            }
-        )
-    return out
-
-
 def binary_performance(y: np.ndarray, p: np.ndarray) -> dict[str, Any]:
-    value = auc(y, p)
+    value = metrics.auc(y, p)
     return {
         "rows": int(len(y)),
         "event_rate": float(np.mean(y)) if len(y) else float("nan"),
         "mean_predicted": float(np.mean(p)) if len(p) else float("nan"),
         "auc": value,
         "gini": 2 * value - 1,
-        "ks": ks_separation(y, p),
+        "ks": metrics.ks(y, p),
     }
 
 
@@ -140,7 +100,7 @@ def evaluate_matured(
                 "auc_drop": drop,
                 "band": band(drop, amber_drop, red_drop) if judged else "grey",
                 "by_month": months,
-                "calibration": calibration_by_decile(y, p),
+                "calibration": metrics.calibration_by_decile(y, p),
             }
         )
     return {"targets": rows}
@@ -199,7 +159,9 @@ def sample_aucs(sample: pd.DataFrame, family: str) -> dict[str, float]:
     for name, label, score in targets(family):
         if label in frame.columns and score in frame.columns:
             part = frame[[label, score]].dropna()
-            value = auc(part[label].astype(float).to_numpy(), part[score].astype(float).to_numpy())
+            value = metrics.auc(
+                part[label].astype(float).to_numpy(), part[score].astype(float).to_numpy()
+            )
             if np.isfinite(value):
                 out[name] = value
     return out
@@ -232,19 +194,21 @@ def development_aucs(
 
 def run_performance(settings: Settings, *, model: str | None, progress: bool = True) -> int:
     """`clm monitor performance`: matured predictions vs outcomes; exit 1 when red."""
+    from clm import atomic, mlflow_access
+    from clm.progress import step_progress
     from monitoring import inputs
-    from monitoring.drift import _print_verdicts, write_json
-    from monitoring.runlog import log_to_mlflow, report_folder, stage
+    from monitoring.drift import _print_verdicts
+    from monitoring.runlog import log_to_mlflow, report_folder
 
     wanted = inputs.families(model)
-    client = inputs.mlflow_client(settings)
+    client = mlflow_access.client(settings)
     summaries = performance_summaries(settings, wanted, client=client, progress=progress)
     folder = report_folder(settings, "performance")
     verdicts = {}
-    with stage(progress, "logging", total=len(summaries)) as advance:
+    with step_progress("logging", len(summaries), progress, transient=True) as advance:
         for family, summary in summaries.items():
             path = folder / f"{family}-performance.json"
-            write_json(path, summary)
+            atomic.write_json(path, summary)
             metrics: dict[str, float | None] = {}
             for t in summary["targets"]:
                 metrics[f"auc.{t['target']}"] = t["auc"]
@@ -276,10 +240,10 @@ def performance_summaries(
     progress: bool = False,
 ) -> dict[str, dict[str, Any]]:
     """Per family: matured-label metrics of the predictions logged in [start, end)."""
+    from clm.progress import step_progress
     from features import store
     from monitoring import inputs
     from monitoring.quality import worst
-    from monitoring.runlog import stage
 
     now = pd.Timestamp.now(tz="UTC")
     cutoff = now - pd.Timedelta(days=settings.monitoring.performance_min_age_days)
@@ -298,7 +262,7 @@ def performance_summaries(
     labels = store.load_labels(settings)
     matured = join_outcomes(log, labels) if not log.empty else pd.DataFrame()
     out = {}
-    with stage(progress, "performance", total=len(families)) as advance:
+    with step_progress("performance", len(families), progress, transient=True) as advance:
         for family in families:
             champion_run = None
             try:

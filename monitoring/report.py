@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import html
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -371,21 +370,24 @@ def run_report(
     settings: Settings, *, model: str | None, period: str | None, progress: bool = True
 ) -> int:
     """`clm monitor report`: one HTML per model for the period; exit 1 when anything is red."""
+    from clm import atomic, mlflow_access
+    from clm.progress import step_progress
+    from clm.segments import SEGMENTS
     from monitoring import inputs
-    from monitoring.drift import _print_verdicts, compare_populations, write_json
+    from monitoring.drift import _print_verdicts, compare_populations
     from monitoring.performance import performance_summaries
     from monitoring.quality import worst
-    from monitoring.runlog import log_to_mlflow, stage
+    from monitoring.runlog import log_to_mlflow
 
     wanted = inputs.families(model)
-    client = inputs.mlflow_client(settings)
+    client = mlflow_access.client(settings)
     log, window = inputs.read_prediction_log(settings, window=period)
-    frame = inputs.normalise_log(log, inputs.segment_features(settings))
+    frame = inputs.normalise_log(log)
     folder = settings.reports_dir / "risk"
     folder.mkdir(parents=True, exist_ok=True)
     slug = window.label.replace(" ", "-")
     verdicts = {}
-    with stage(progress, "risk report", total=len(wanted)) as advance:
+    with step_progress("risk report", len(wanted), progress, transient=True) as advance:
         for family in wanted:
             champion = inputs.load_champion(settings, family, client)
             drift = None
@@ -395,7 +397,7 @@ def run_report(
                     frame,
                     features=champion.features,
                     scores=inputs.score_columns(family, champion.manifest),
-                    segments=inputs.SEGMENTS,
+                    segments=SEGMENTS,
                     thresholds=settings.monitoring,
                     unknown_customers=inputs.unknown_customers(settings, window),
                 )
@@ -431,9 +433,9 @@ def run_report(
                 generated=pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
             )
             path = folder / f"{family}-{slug}.html"
-            _write_text(path, html_text)
+            atomic.write_text(path, html_text)
             summary_path = folder / f"{family}-{slug}.json"
-            write_json(
+            atomic.write_json(
                 summary_path,
                 {
                     "model": family,
@@ -482,9 +484,3 @@ def _evidence_links(client: Any, run_id: str | None) -> list[str]:
         return found
     except Exception:  # artifacts unreachable: the tags still show
         return []
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)

@@ -1,11 +1,9 @@
-"""Where monitoring outputs go: a dated folder under the reports folder, a progress
-bar, and a run in the MLflow monitoring experiment holding the same files."""
+"""Where monitoring outputs go: a dated folder under the reports folder and a run in
+the MLflow monitoring experiment holding the same files."""
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,19 +19,6 @@ def report_folder(settings: Settings, kind: str) -> Path:
     return folder
 
 
-@contextlib.contextmanager
-def stage(progress: bool, description: str, total: int) -> Iterator[Callable[[], None]]:
-    """A rich progress bar over `total` steps (a no-op when progress is off)."""
-    if not progress:
-        yield lambda: None
-        return
-    from rich.progress import Progress
-
-    with Progress(transient=True) as bar:
-        task = bar.add_task(description, total=total)
-        yield lambda: bar.advance(task)
-
-
 def log_to_mlflow(
     settings: Settings,
     *,
@@ -43,26 +28,40 @@ def log_to_mlflow(
     artifacts: list[Path],
 ) -> str:
     """One run in the monitoring experiment; returns its run id."""
-    import mlflow
+    from mlflow.entities import Metric, RunStatus
+    from mlflow.tracking.context.registry import resolve_tags
 
-    mlflow.set_tracking_uri(settings.tracking_uri)
+    from clm import mlflow_access
+
+    client = mlflow_access.client(settings)
     name = settings.mlflow.monitoring_experiment
-    experiment = mlflow.get_experiment_by_name(name)
-    if experiment is None:
-        experiment_id = mlflow.create_experiment(
-            name, artifact_location=f"{settings.artifact_location}/{name}"
+    experiment_id = mlflow_access.experiment_id(
+        settings,
+        name,
+        artifact_location=f"{settings.artifact_location}/{name}",
+        mlflow_client=client,
+    )
+    # resolve_tags adds what `mlflow.start_run` would (user, source), without its globals.
+    run = client.create_run(experiment_id, run_name=run_name, tags=resolve_tags(tags))
+    run_id = str(run.info.run_id)
+    status = RunStatus.to_string(RunStatus.FAILED)
+    try:
+        stamp = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
+        client.log_batch(
+            run_id,
+            metrics=[
+                Metric(_metric_name(k), float(v), stamp, 0)
+                for k, v in metrics.items()
+                if v is not None
+            ],
         )
-    else:
-        experiment_id = experiment.experiment_id
-    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
-        mlflow.set_tags(tags)
-        clean = {_metric_name(k): float(v) for k, v in metrics.items() if v is not None}
-        if clean:
-            mlflow.log_metrics(clean)
         for path in artifacts:
             if path.exists():
-                mlflow.log_artifact(str(path))
-        return str(run.info.run_id)
+                client.log_artifact(run_id, str(path))
+        status = RunStatus.to_string(RunStatus.FINISHED)
+    finally:
+        client.set_terminated(run_id, status)
+    return run_id
 
 
 def _metric_name(name: str) -> str:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from clm.domain import STAGES, VALUE_TIERS
+from clm.segments import SEGMENT_FEATURES, add_segment_names
 from clm.settings import MonitoringSettings, Settings
 from monitoring.drift import compare_populations
 
@@ -36,21 +36,10 @@ def snapshot_rows(settings: Settings, features: list[str]) -> pd.DataFrame:
     """The feature table with decoded segments (value tier, lifecycle stage)."""
     from features.catalog import FEATURE_FILE
 
-    columns = list(dict.fromkeys(["event_timestamp", *features, "value_tier_code", "stage_code"]))
+    columns = list(dict.fromkeys(["event_timestamp", *features, *SEGMENT_FEATURES.values()]))
     frame = pd.read_parquet(settings.feature_dir / FEATURE_FILE, columns=columns)
     frame["event_timestamp"] = pd.to_datetime(frame["event_timestamp"], utc=True)
-    frame["value_tier"] = _decode(frame["value_tier_code"], VALUE_TIERS)
-    frame["stage"] = _decode(frame["stage_code"], STAGES)
-    return frame
-
-
-def _decode(codes: pd.Series, vocabulary: tuple[str, ...]) -> np.ndarray:
-    values = codes.to_numpy(dtype=float, na_value=np.nan)
-    names = np.array([*vocabulary, "unknown"], dtype=object)
-    index = np.where(
-        np.isfinite(values) & (values >= 0) & (values < len(vocabulary)), values, len(vocabulary)
-    )
-    return names[index.astype(int)]
+    return add_segment_names(frame)
 
 
 def booster_scorer(model_dir: Path) -> tuple[Scorer, list[str]]:

@@ -10,7 +10,6 @@ columns (docs/contracts.md), one row per customer.
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
@@ -134,8 +133,9 @@ def run_score_batch(
 ) -> dict[str, Any]:
     """Score every customer at the snapshot for `as_of`; write one parquet row per customer."""
     import pyarrow.parquet as pq
-    from rich.progress import Progress
 
+    from clm import atomic
+    from clm.progress import step_progress
     from serving.predlog import log_schema
 
     started = time.perf_counter()
@@ -145,26 +145,20 @@ def run_score_batch(
     if table.num_rows == 0:
         raise BatchError(f"no customers in the feature snapshot {snapshot:%Y-%m-%d}")
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     request_id = f"batch-{uuid.uuid4().hex}"
     schema = log_schema(models.union)
     rows = table.num_rows
-    try:
-        with (
-            pq.ParquetWriter(tmp, schema) as writer,
-            Progress(disable=not progress, transient=True) as bar,
-        ):
-            task = bar.add_task(f"scoring {rows:,} customers", total=rows)
-            for start in range(0, rows, CHUNK_ROWS):
-                chunk = table.slice(start, CHUNK_ROWS)
-                ids = [str(c) for c in chunk[ENTITY_KEY].to_pylist()]
-                matrix = feature_matrix(chunk, models.union)
-                writer.write_batch(score_table(models, ids, matrix, request_id=request_id))
-                bar.advance(task, chunk.num_rows)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with (
+        atomic.atomic_path(out) as tmp,
+        pq.ParquetWriter(tmp, schema) as writer,
+        step_progress(f"scoring {rows:,} customers", rows, progress, transient=True) as advance,
+    ):
+        for start in range(0, rows, CHUNK_ROWS):
+            chunk = table.slice(start, CHUNK_ROWS)
+            ids = [str(c) for c in chunk[ENTITY_KEY].to_pylist()]
+            matrix = feature_matrix(chunk, models.union)
+            writer.write_batch(score_table(models, ids, matrix, request_id=request_id))
+            advance(chunk.num_rows)
     seconds = time.perf_counter() - started
     return {
         "rows": rows,

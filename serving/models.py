@@ -334,10 +334,11 @@ def check_golden(model: LoadedModel, golden: Any) -> None:
 def champion_version(settings: Settings, family: str) -> str | None:
     """The version the champion alias points at now (None when there is no champion)."""
     from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
+
+    from clm import mlflow_access
 
     name = settings.models.family(family).registered_name
-    client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.registry_uri)
+    client = mlflow_access.client(settings)
     try:
         version = client.get_model_version_by_alias(name, settings.aliases.champion)
     except MlflowException as exc:
@@ -357,19 +358,12 @@ def load_version(
     expected_features: Callable[[str], Sequence[str]],
 ) -> LoadedModel:
     """Download a registered version's model directory and load it (raises `ModelRefused`)."""
-    import mlflow.artifacts
+    from clm import mlflow_access
 
-    use_registry(settings)
     name = settings.models.family(family).registered_name
     with tempfile.TemporaryDirectory(prefix=f"clm-{family}-{version}-") as tmp:
         try:
-            # models:/<name>/<version> resolves through the registry to the version's source.
-            local = mlflow.artifacts.download_artifacts(
-                artifact_uri=f"models:/{name}/{version}",
-                dst_path=tmp,
-                tracking_uri=settings.tracking_uri,
-                registry_uri=settings.registry_uri,
-            )
+            local = mlflow_access.download_version(settings, name, version, tmp)
         except Exception as exc:
             raise ModelRefused(
                 f"cannot download {name} version {version}: {_one_line(exc)}"
@@ -381,17 +375,6 @@ def load_version(
             version=version,
             expected_features=expected_features,
         )
-
-
-def use_registry(settings: Settings) -> None:
-    """Point MLflow's process-wide URIs at our registry: `models:/` downloads resolve
-    run sources through the global tracking URI, whatever is passed per call."""
-    import mlflow
-
-    if mlflow.get_tracking_uri() != settings.tracking_uri:
-        mlflow.set_tracking_uri(settings.tracking_uri)
-    if mlflow.get_registry_uri() != settings.registry_uri:
-        mlflow.set_registry_uri(settings.registry_uri)
 
 
 def warm_up(model: LoadedModel) -> None:

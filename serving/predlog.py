@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from clm import atomic
 from clm.domain import PROPENSITY_PRODUCTS, STAGES
 from clm.process import pid_alive
 
@@ -360,12 +361,8 @@ def roll_journal(directory: Path, path: Path) -> list[Path]:
         for day in sorted(set(dates.to_pylist())):
             part = table.filter(pc.equal(dates, day))
             target = directory / f"date={day}" / f"part-{stem}.parquet"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.tmp")
-            pq.write_table(part, tmp)
-            with open(tmp, "rb") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
+            with atomic.atomic_path(target) as tmp:  # flushed to disk, then renamed
+                pq.write_table(part, tmp)
             written.append(target)
     path.unlink(missing_ok=True)
     return written

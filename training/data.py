@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from clm.domain import PROPENSITY_PRODUCTS, STAGES, VALUE_TIERS
+from clm import segments
+from clm.domain import PROPENSITY_PRODUCTS, STAGES
 from clm.errors import ClmError
 from clm.progress import step_progress
 
@@ -139,12 +140,12 @@ def assemble(
     labels: pd.DataFrame,
     feature_rows: pd.DataFrame,
     split: OutOfTimeSplit,
-    segment_columns: dict[str, str] | None = None,
 ) -> TrainingSet:
     """Join features to labels on (customer_id, snapshot_ts) and tag each row with its split.
 
     `feature_rows` has `customer_id`, `event_timestamp` (= snapshot_ts) and the
-    features; `segment_columns` maps `value_tier`/`stage` to the feature holding its code.
+    features; the segments (`clm.segments`) are named from the labels' current stage
+    and the value-tier code feature.
     """
     import pandas as pd
 
@@ -193,14 +194,9 @@ def assemble(
         ).drop(columns="__ts")
         rows = joined.pop("__row").to_numpy()
         frame = pd.concat([joined, values.iloc[rows].reset_index(drop=True)], axis=1)
-    frame["value_tier"] = _segment_names(
-        frame, (segment_columns or {}).get("value_tier"), VALUE_TIERS
-    )
     if "stage" in frame.columns:
-        codes = stage_index(frame["stage"])
-        frame["stage"] = [STAGES[c] if 0 <= c < len(STAGES) else "unknown" for c in codes]
-    else:
-        frame["stage"] = _segment_names(frame, (segment_columns or {}).get("stage"), STAGES)
+        frame["stage"] = segments.names_from_codes(stage_index(frame["stage"]), "stage")
+    segments.add_segment_names(frame)
     if frame.empty:
         raise TrainingDataError(
             f"no training rows for {family}: the labels and the feature service {feature_service!r} "
@@ -215,15 +211,6 @@ def _instants(values: pd.Series) -> np.ndarray:
     import pandas as pd
 
     return pd.to_datetime(values, utc=True).dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
-
-
-def _segment_names(
-    frame: pd.DataFrame, column: str | None, vocabulary: tuple[str, ...]
-) -> list[str]:
-    if column is None or column not in frame.columns:
-        return ["unknown"] * len(frame)
-    codes = frame[column].fillna(-1).astype(int).to_numpy()
-    return [vocabulary[c] if 0 <= c < len(vocabulary) else "unknown" for c in codes]
 
 
 def describe(
@@ -283,7 +270,6 @@ def load_training_sets(
     for family in families:
         names = tuple(store.feature_names(settings, services[family]))
         groups.setdefault(names, []).append(family)
-    segments = segment_columns(settings)
     for names, members in groups.items():
         masks = {f: labelled_mask(labels, f) for f in members}
         union = np.logical_or.reduce(list(masks.values()))
@@ -302,9 +288,7 @@ def load_training_sets(
             own_rows = rows if keep.all() else rows.loc[keep].reset_index(drop=True)
             if i == len(members) - 1:
                 rows = shared = None  # the last family needs the shared rows no more
-            training_set = assemble(
-                family, services[family], list(names), own, own_rows, split, segments
-            )
+            training_set = assemble(family, services[family], list(names), own, own_rows, split)
             del own, own_rows
             yield training_set
             del training_set
@@ -352,16 +336,3 @@ def fetch_features(
     out.insert(0, "event_timestamp", keys["snapshot_ts"].to_numpy())
     out.insert(0, "customer_id", keys["customer_id"].to_numpy())
     return out
-
-
-def segment_columns(settings: Settings) -> dict[str, str]:
-    """The feature names holding the value-tier and current-stage codes."""
-    from features import store
-
-    columns = store.segment_columns
-    if callable(columns):
-        columns = columns(settings)
-    if isinstance(columns, dict):
-        return dict(columns)
-    names = list(columns)
-    return {"value_tier": names[0], "stage": names[1]}

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from clm import metrics
 from clm.domain import PROPENSITY_PRODUCTS, STAGES
-from training import metrics
 from training.data import stage_index
 
 if TYPE_CHECKING:
@@ -67,10 +67,34 @@ def lower_is_better(metric: str) -> bool:
     )
 
 
+def stay_rate(current: np.ndarray, following: np.ndarray) -> float:
+    """Share of customers whose stage 90 days later equals the current one (training rows)."""
+    current = np.asarray(current, dtype=int)
+    following = np.asarray(following, dtype=int)
+    return float((current == following).mean())
+
+
+def stay_baseline_proba(current: np.ndarray, n_classes: int, stay: float) -> np.ndarray:
+    """The "stays in its current stage" baseline as probabilities.
+
+    It predicts the current stage with the training stay rate and spreads the rest
+    evenly: a hard 0/1 prediction would make its log loss infinite and the
+    comparison meaningless.
+    """
+    current = np.asarray(current, dtype=int)
+    stay = float(np.clip(stay, 1e-3, 1 - 1e-3))
+    proba = np.full((len(current), n_classes), (1 - stay) / (n_classes - 1))
+    valid = (current >= 0) & (current < n_classes)
+    proba[np.flatnonzero(valid), current[valid]] = stay
+    # Unknown current stage: no information, uniform.
+    proba[~valid] = 1.0 / n_classes
+    return proba
+
+
 def stage_baseline(rows: pd.DataFrame, stay: float) -> dict[str, float]:
     """Metrics of "stays in its current stage" on `rows` (stay probability from training)."""
     y = stage_index(rows["stage_next"])
     current = stage_index(rows["stage"])
     known = y >= 0
-    proba = metrics.stay_baseline_proba(current[known], len(STAGES), stay)
+    proba = stay_baseline_proba(current[known], len(STAGES), stay)
     return metrics.multiclass_metrics(y[known], proba, STAGES)

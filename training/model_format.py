@@ -68,8 +68,10 @@ def log_family_model(
     boosters: dict[str, lgb.Booster],
     golden_source: pd.DataFrame,
     reference: pd.DataFrame,
+    mlflow_client: Any,
 ) -> str:
-    """Log the model directory to the active run; returns its model URI (`models:/<id>`)."""
+    """Log the model directory to the active run (inside `clm.mlflow_access.fluent_tracking`)
+    and its extra files with `mlflow_client`; returns its model URI (`models:/<id>`)."""
     import mlflow
     from mlflow.models import infer_signature
 
@@ -118,5 +120,5 @@ def log_family_model(
         golden_rows(model, golden_source).to_parquet(extra / GOLDEN, index=False)
         (extra / "reference").mkdir()
         reference.to_parquet(extra / REFERENCE, index=False)
-        mlflow.MlflowClient().log_model_artifacts(info.model_id, str(extra))
+        mlflow_client.log_model_artifacts(info.model_id, str(extra))
     return str(info.model_uri)

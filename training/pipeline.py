@@ -8,10 +8,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from clm import mlflow_access
 from clm.domain import PROPENSITY_PRODUCTS, STAGES
 from clm.errors import ClmError
+from clm.progress import step_progress
 from clm.settings import FAMILIES
-from training import evaluate, metrics
+from training import evaluate
 from training.booster_model import BoosterModel
 from training.data import TrainingSet, load_training_sets, stage_index
 from training.model_format import REFERENCE_ROWS, log_family_model, manifest_for
@@ -62,29 +64,11 @@ def _fit_all(
 ) -> dict[str, Any]:
     """The final boosters, on the whole training split, with a progress bar over boosters."""
     boosters = {}
-    if progress:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-        )
-
-        with Progress(
-            TextColumn("training {task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-        ) as bar:
-            task_id = bar.add_task(family, total=len(tasks))
-            for task in tasks:
-                bar.update(task_id, description=f"{family}: {task.key}")
-                boosters[task.key], _ = fit(task, features, params, seed=seed, threads=threads)
-                bar.advance(task_id)
-    else:
+    with step_progress(f"training {family}", len(tasks), progress) as advance:
         for task in tasks:
+            advance(0, description=f"training {family}: {task.key}")
             boosters[task.key], _ = fit(task, features, params, seed=seed, threads=threads)
+            advance()
     return boosters
 
 
@@ -128,7 +112,7 @@ def train_family(
     if family == "stage":
         frame = training_set.frame
         train = frame.loc[frame["split"] == "train", ["stage", "stage_next"]]
-        stay = metrics.stay_rate(stage_index(train["stage"]), stage_index(train["stage_next"]))
+        stay = evaluate.stay_rate(stage_index(train["stage"]), stage_index(train["stage_next"]))
         logged.update(
             {f"test_baseline_{k}": v for k, v in evaluate.stage_baseline(test, stay).items()}
         )
@@ -143,12 +127,17 @@ def train_family(
                 oracle["oracle_mean_auc"] - oracle["test_mean_auc_oracle_rows"]
             )
 
-    experiment_id = tracking.configure(settings)
     lineage = training_set.lineage
     split_info = lineage["splits"]
-    with mlflow.start_run(
-        experiment_id=experiment_id, run_name=f"{family}-{training_set.feature_service}"
-    ) as run:
+    experiment_id = mlflow_access.experiment_id(settings, settings.mlflow.training_experiment)
+    # The fluent API (runs, log_model, registering a logged model) needs MLflow's globals:
+    # set for this block only, then put back.
+    with (
+        mlflow_access.fluent_tracking(settings),
+        mlflow.start_run(
+            experiment_id=experiment_id, run_name=f"{family}-{training_set.feature_service}"
+        ) as run,
+    ):
         mlflow.set_tags(
             {
                 "clm.family": family,
@@ -202,7 +191,13 @@ def train_family(
         _log_plots(family, model, test, test_scores)
         reference = _reference_sample(training_set, model, seed)
         model_uri = log_family_model(
-            family, training_set.feature_service, features, boosters, test, reference
+            family,
+            training_set.feature_service,
+            features,
+            boosters,
+            test,
+            reference,
+            mlflow_access.client(settings),
         )
         primary = settings.promotion.primary_metric[family]
         version = registry.register_version(

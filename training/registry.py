@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from clm import atomic, mlflow_access
 from clm.errors import ClmError
+from clm.segments import SEGMENTS
 from clm.settings import FAMILIES
 from training.booster_model import BoosterModel
 from training.evaluate import lower_is_better, primary_value
@@ -94,9 +96,7 @@ def register_version(
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from training.tracking import client as make_client
-
-    client = make_client(settings)
+    client = mlflow_access.client(settings)
     name = settings.models.family(family).registered_name
     try:
         client.get_registered_model(name)
@@ -111,7 +111,9 @@ def register_version(
         "clm.run_id": run_id,
         **(extra_tags or {}),
     }
-    version = str(mlflow.register_model(model_uri, name, tags=tags).version)
+    # Registering a logged model (`models:/<model id>`) resolves it through the global URIs.
+    with mlflow_access.fluent_tracking(settings):
+        version = str(mlflow.register_model(model_uri, name, tags=tags).version)
     client.set_registered_model_alias(name, settings.aliases.challenger, version)
     if _alias_version(client, name, settings.aliases.champion) is None:
         _set_champion(client, settings, name, version, [*champion_history(client, name), version])
@@ -121,16 +123,9 @@ def register_version(
 
 def load_version(settings: Settings, family: str, version: str) -> BoosterModel:
     """Download a version's model directory and load its boosters (text, never pickles)."""
-    import mlflow
-
     name = settings.models.family(family).registered_name
     with tempfile.TemporaryDirectory(prefix="clm-version-") as tmp:
-        local = mlflow.artifacts.download_artifacts(
-            artifact_uri=f"models:/{name}/{version}",
-            dst_path=tmp,
-            tracking_uri=settings.tracking_uri,
-        )
-        return BoosterModel.load(local)
+        return BoosterModel.load(mlflow_access.download_version(settings, name, version, tmp))
 
 
 def _gate(name: str, passed: bool, reason: str, **details: Any) -> dict[str, Any]:
@@ -230,7 +225,7 @@ def evaluate_gates(
     )
 
     segments = []
-    for column in ("value_tier", "stage"):
+    for column in SEGMENTS:
         for value in sorted(holdout[column].dropna().unique()):
             mask = (holdout[column] == value).to_numpy()
             rows = holdout[mask]
@@ -305,9 +300,8 @@ def promote_family(settings: Settings, family: str, *, progress: bool = False) -
     """Run the gates for one family, record the report, move champion if all pass."""
     from features import store
     from training.data import load_training_set
-    from training.tracking import client as make_client
 
-    client = make_client(settings)
+    client = mlflow_access.client(settings)
     name = settings.models.family(family).registered_name
     challenger_version = _alias_version(client, name, settings.aliases.challenger)
     if challenger_version is None:
@@ -377,13 +371,9 @@ def _record(
         if run_id:
             client.log_artifacts(run_id, tmp, artifact_dir)
     # A copy beside the other reports, for people who do not open MLflow.
-    out = settings.reports_dir / "promotion"
-    out.mkdir(parents=True, exist_ok=True)
-    base = out / f"{report['family']}-v{version}-{stamp}"
+    base = settings.reports_dir / "promotion" / f"{report['family']}-v{version}-{stamp}"
     for suffix, content in ((".json", payload), (".md", text)):
-        tmp_path = base.with_suffix(suffix + ".tmp")
-        tmp_path.write_text(content)
-        tmp_path.replace(base.with_suffix(suffix))
+        atomic.write_text(base.with_suffix(suffix), content)
     tags = {
         "clm.promotion.status": "passed" if report["passed"] else "failed",
         "clm.promotion.at": report["at"],
@@ -427,9 +417,7 @@ def run_promote(settings: Settings, *, model: str) -> None:
 
 def rollback_family(settings: Settings, family: str) -> tuple[str, str]:
     """Move champion back to the previous champion; returns (from_version, to_version)."""
-    from training.tracking import client as make_client
-
-    client = make_client(settings)
+    client = mlflow_access.client(settings)
     name = settings.models.family(family).registered_name
     current = _alias_version(client, name, settings.aliases.champion)
     history = champion_history(client, name)

@@ -1,55 +1,26 @@
-"""MLflow tracking: the experiment, plots, lineage, git commit and the simulator's oracle.
+"""What a training run logs besides its metrics: plots, git commit and the simulator's oracle.
 
-Plots use matplotlib's Agg backend (no display). The oracle AUC scores the same
-test rows with the simulator's latent truth (`raw/truth`), for evaluation only:
-no feature ever reads it.
+The plot functions log to the active run (inside `clm.mlflow_access.fluent_tracking`)
+with matplotlib's Agg backend (no display). The oracle AUC scores the same test rows
+with the simulator's latent truth (`raw/truth`), for evaluation only: no feature
+ever reads it.
 """
 
 from __future__ import annotations
 
 import json
 import subprocess
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from clm import metrics
 from clm.settings import REPO_ROOT
-from training import metrics
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from clm.settings import Settings
-
-
-def configure(settings: Settings) -> str:
-    """Point MLflow at the workspace's tracking/registry URIs; returns the training experiment id."""
-    import mlflow
-
-    for uri in (settings.tracking_uri, settings.registry_uri):
-        if uri.startswith("sqlite:///"):
-            Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    mlflow.set_registry_uri(settings.registry_uri)
-    client = mlflow.MlflowClient()
-    name = settings.mlflow.training_experiment
-    experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        return str(experiment.experiment_id)
-    location = settings.artifact_location
-    if "://" not in location:
-        Path(location).mkdir(parents=True, exist_ok=True)
-    return str(client.create_experiment(name, artifact_location=location))
-
-
-def client(settings: Settings) -> Any:
-    import mlflow
-
-    configure(settings)
-    return mlflow.MlflowClient(
-        tracking_uri=settings.tracking_uri, registry_uri=settings.registry_uri
-    )
 
 
 def git_commit() -> dict[str, str]:
@@ -135,24 +106,20 @@ def log_binary_plots(name: str, curves: dict[str, tuple[np.ndarray, np.ndarray]]
 
     plt = _pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5), dpi=80)
+    from sklearn.metrics import roc_curve
+
     for key, (y, p) in curves.items():
-        order = np.argsort(-p, kind="mergesort")
-        ys = y[order]
-        tpr = np.r_[0.0, np.cumsum(ys) / max(ys.sum(), 1)]
-        fpr = np.r_[0.0, np.cumsum(1 - ys) / max((1 - ys).sum(), 1)]
+        fpr, tpr, _ = roc_curve(y, p)
         axes[0].plot(fpr, tpr, label=f"{key} AUC {metrics.auc(y, p):.3f}")
-        table = metrics.calibration_table(y, p)
+        table = metrics.calibration_by_decile(y, p)
         axes[1].plot(
-            [r["predicted"] for r in table], [r["observed"] for r in table], "o-", label=key
-        )
-        base = max(y.mean(), 1e-12)
-        deciles = np.array_split(ys, 10)
-        axes[2].plot(
-            range(1, len(deciles) + 1),
-            [d.mean() / base if len(d) else 0 for d in deciles],
+            [r["mean_predicted"] for r in table],
+            [r["observed_rate"] for r in table],
             "o-",
             label=key,
         )
+        lifts = metrics.lift_by_decile(y, p)
+        axes[2].plot(range(1, len(lifts) + 1), lifts, "o-", label=key)
     axes[0].plot([0, 1], [0, 1], "k--", linewidth=0.8)
     axes[0].set(title=f"ROC ({name})", xlabel="false positive rate", ylabel="true positive rate")
     axes[0].legend(loc="lower right", fontsize=7)

@@ -6,7 +6,6 @@ import shutil
 from datetime import timedelta
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
@@ -271,9 +270,11 @@ def test_a_failed_build_leaves_the_previous_tables(
 
 
 def test_missing_raw_data_is_a_clear_error(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
     with pytest.raises(FeatureBuildError, match="run `clm simulate` or `clm ingest`"):
-        run_build(_settings(tmp_path), progress=False)
-    assert np.isfinite(1.0)
+        run_build(settings, progress=False)
+    assert not settings.feature_dir.exists()  # nothing half-written, no staging left behind
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
 def test_catalogue_documents_every_feature() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from datetime import timedelta
@@ -12,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from clm.segments import SEGMENT_FEATURES
 from clm.settings import Settings
 from features.catalog import FEATURE_FILE, SERVICES
 from features.online import OnlineFeatureReader
@@ -22,7 +24,6 @@ from features.store import (
     load_labels,
     push_event,
     run_materialize,
-    segment_columns,
     snapshots,
     training_frame,
 )
@@ -39,7 +40,7 @@ def test_services_in_the_registry_match_feature_names(feature_settings: Settings
     for service in SERVICES:
         names = feature_names(feature_settings, service)
         assert len(names) == len(set(names))
-        assert set(segment_columns) <= set(names)
+        assert set(SEGMENT_FEATURES.values()) <= set(names)
         fs = store.get_feature_service(service)
         registered = [f.name for p in fs.feature_view_projections for f in p.features]
         assert registered == names
@@ -165,4 +166,13 @@ def test_feast_cli_plan_works_on_the_repo(feature_settings: Settings) -> None:
         timeout=120,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "churn_v1" in done.stdout or "No changes" in done.stdout or "customer" in done.stdout
+    # The repo's definitions and what `clm features apply` registered are the same objects:
+    # Feast plans to create or delete none of them (an empty registry lists each one as
+    # "Created feature view customer_profile", ...). Materializing updates timestamps in
+    # the sources' metadata, which plan shows as updates; those are not a mismatch.
+    mismatched = re.findall(
+        r"^(?:Created|Deleted) (?:project|entity|feature view|feature service|data source).*$",
+        done.stdout,
+        flags=re.MULTILINE,
+    )
+    assert mismatched == [], done.stdout[-3000:]

@@ -9,17 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
-from sklearn.metrics import roc_auc_score
 
 from clm.settings import MonitoringSettings
 from monitoring.drift import compare_populations
-from monitoring.performance import (
-    auc,
-    calibration_by_decile,
-    evaluate_matured,
-    join_outcomes,
-    ks_separation,
-)
+from monitoring.performance import evaluate_matured, join_outcomes
 from monitoring.psi import psi
 from monitoring.quality import quality_table
 from monitoring.report import render_report
@@ -105,20 +98,6 @@ def test_quality_flags_missing_rise_and_out_of_range() -> None:
         np.mean(current["b"] > reference["b"].max())
     )
     assert table.loc["b", "band"] == "red"
-
-
-def test_performance_metrics_match_scikit_learn_and_scipy() -> None:
-    rng = np.random.default_rng(4)
-    p = rng.uniform(size=3000)
-    y = (rng.uniform(size=3000) < p).astype(float)
-    p[:100] = np.round(p[:100], 1)  # ties
-    assert auc(y, p) == pytest.approx(roc_auc_score(y, p), abs=1e-12)
-    assert ks_separation(y, p) == pytest.approx(
-        stats.ks_2samp(p[y == 1], p[y == 0]).statistic, abs=1e-12
-    )
-    deciles = calibration_by_decile(y, p)
-    assert len(deciles) == 10 and sum(d["rows"] for d in deciles) == 3000
-    assert deciles[0]["observed_rate"] < deciles[-1]["observed_rate"]
 
 
 def test_matured_predictions_join_the_snapshot_they_were_scored_on() -> None:

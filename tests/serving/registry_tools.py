@@ -10,71 +10,50 @@ import json
 import shutil
 from pathlib import Path
 
+from clm import mlflow_access
 from clm.settings import Settings
 
 EXPERIMENT = "clm-serving-tests"
 
 
-def client(settings: Settings):  # type: ignore[no-untyped-def]
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.registry_uri)
-
-
 def champion(settings: Settings, family: str) -> str:
     name = settings.models.family(family).registered_name
-    return str(client(settings).get_model_version_by_alias(name, settings.aliases.champion).version)
+    return str(
+        mlflow_access.client(settings)
+        .get_model_version_by_alias(name, settings.aliases.champion)
+        .version
+    )
 
 
 def set_champion(settings: Settings, family: str, version: str) -> None:
     name = settings.models.family(family).registered_name
-    client(settings).set_registered_model_alias(name, settings.aliases.champion, version)
+    mlflow_access.client(settings).set_registered_model_alias(
+        name, settings.aliases.champion, version
+    )
 
 
 def download_version(settings: Settings, family: str, version: str, dst: Path) -> Path:
     """The version's model directory (the folder holding manifest.json)."""
-    import mlflow.artifacts
-
-    from serving.models import use_registry
-
-    use_registry(settings)  # models:/ downloads resolve through the global tracking URI
     name = settings.models.family(family).registered_name
-    dst.mkdir(parents=True, exist_ok=True)
-    local = Path(
-        mlflow.artifacts.download_artifacts(
-            artifact_uri=f"models:/{name}/{version}",
-            dst_path=str(dst),
-            tracking_uri=settings.tracking_uri,
-            registry_uri=settings.registry_uri,
-        )
-    )
+    local = mlflow_access.download_version(settings, name, version, dst)
     manifest = next(iter(sorted(local.rglob("manifest.json"))))
     return manifest.parent
 
 
 def register_dir(settings: Settings, family: str, model_dir: Path) -> str:
     """Log a model directory as a run's artifacts and register it as a new version (no alias)."""
-    import mlflow
     from mlflow.exceptions import MlflowException
 
     name = settings.models.family(family).registered_name
-    mlflow_client = client(settings)
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    mlflow.set_registry_uri(settings.registry_uri)
+    mlflow_client = mlflow_access.client(settings)
     try:
         mlflow_client.get_registered_model(name)
     except MlflowException:
         mlflow_client.create_registered_model(name)
-    experiment = mlflow_client.get_experiment_by_name(EXPERIMENT)
-    experiment_id = (
-        experiment.experiment_id
-        if experiment
-        else mlflow_client.create_experiment(
-            EXPERIMENT, artifact_location=settings.artifact_location
-        )
-    )
-    with mlflow.start_run(experiment_id=experiment_id) as run:
-        mlflow.log_artifacts(str(model_dir), artifact_path="model")
+    experiment_id = mlflow_access.experiment_id(settings, EXPERIMENT, mlflow_client=mlflow_client)
+    run = mlflow_client.create_run(experiment_id)
+    mlflow_client.log_artifacts(run.info.run_id, str(model_dir), artifact_path="model")
+    mlflow_client.set_terminated(run.info.run_id)
     version = mlflow_client.create_model_version(
         name, source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id
     )

@@ -119,7 +119,13 @@ def test_score_contract_and_numbers(
         assert list(probs) == list(STAGES)
         assert math.isclose(sum(probs.values()), 1.0, abs_tol=1e-6)
         assert stage["next"] == max(probs, key=probs.__getitem__)
-        assert stage["current"] is None or stage["current"] in STAGES
+        # current: the stage rules' code among the online features (None when missing)
+        codes = [
+            rows[cid]["stage_code"] for rows in online_rows.values() if "stage_code" in rows[cid]
+        ]
+        assert codes, "no served feature service holds stage_code"
+        expected_current = None if codes[0] is None else STAGES[int(codes[0])]
+        assert stage["current"] == expected_current
 
 
 def test_score_features_matches_score(

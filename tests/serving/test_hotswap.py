@@ -222,8 +222,8 @@ def test_graceful_stop_keeps_every_acknowledged_prediction(
     swap_service: RunningService, row: dict[str, Any]
 ) -> None:
     """SIGTERM right after answering: every acknowledged row is in a parquet segment."""
+    from clm.process import stop_process
     from serving.predlog import JOURNAL_DIR, read_predictions
-    from tests.fixtures.service import stop_service
 
     request_ids = []
     with httpx.Client(headers=swap_service.headers(), timeout=30) as http:
@@ -231,7 +231,7 @@ def test_graceful_stop_keeps_every_acknowledged_prediction(
             response = http.post(f"{swap_service.url}/score_features", json={"rows": [row]})
             assert response.status_code == 200
             request_ids.append(response.json()["request_id"])
-    stop_service(swap_service.process)  # last test of the module: the fixture finds it stopped
+    stop_process(swap_service.process)  # last test of the module: the fixture finds it stopped
     assert swap_service.process.returncode is not None
     directory = swap_service.settings.predictions_dir
     assert list((directory / JOURNAL_DIR).glob("journal-*")) == []

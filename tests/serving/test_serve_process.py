@@ -22,9 +22,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from clm.process import wait_for_http
+from clm.process import stop_process, wait_for_http
 from clm.settings import REPO_ROOT
-from tests.fixtures.service import API_KEY, free_port, stop_service
+from tests.fixtures.service import API_KEY, free_port
 
 
 def children(pid: int) -> list[int]:
@@ -96,9 +96,9 @@ def test_kill_9_of_clm_serve_frees_the_port_for_the_next_one(tmp_path: Path) -> 
             time.sleep(1.0)
             assert second.poll() is None and port_open(port), log.read_text()[-3000:]
         finally:
-            stop_service(second)
+            stop_process(second)
     finally:
         for pid in workers:  # never leave an orphan behind, even when the test fails
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        stop_service(first)
+        stop_process(first)

@@ -21,7 +21,6 @@ FEATURES = [
     "value_tier_code",
     "stage_code",
 ]
-SEGMENTS = {"value_tier": "value_tier_code", "stage": "stage_code"}
 
 
 def frames(
@@ -76,4 +75,4 @@ def training_set(family: str, customers: int = 400, months: int = 10, seed: int 
         list(rows["snapshot_ts"].unique()), validation_months=2, test_months=1
     )
     service = {"churn": "churn_v1", "propensity": "propensity_v1", "stage": "stage_v1"}[family]
-    return assemble(family, service, FEATURES, rows, feats, split, SEGMENTS)
+    return assemble(family, service, FEATURES, rows, feats, split)

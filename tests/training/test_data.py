@@ -75,8 +75,8 @@ def test_assemble_joins_feature_rows_in_any_order(family: str) -> None:
         .reset_index()
     )
     shuffled = feats.sample(frac=1.0, random_state=1).reset_index(drop=True)
-    a = assemble(family, service, synthetic.FEATURES, rows, aligned, split, synthetic.SEGMENTS)
-    b = assemble(family, service, synthetic.FEATURES, rows, shuffled, split, synthetic.SEGMENTS)
+    a = assemble(family, service, synthetic.FEATURES, rows, aligned, split)
+    b = assemble(family, service, synthetic.FEATURES, rows, shuffled, split)
     key = ["customer_id", "snapshot_ts"]
     pd.testing.assert_frame_equal(
         a.frame.sort_values(key).reset_index(drop=True),

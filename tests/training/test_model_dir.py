@@ -19,25 +19,23 @@ pytestmark = pytest.mark.slow
 def model_dirs(
     trained_settings: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Path]:
-    import mlflow
+    from clm import mlflow_access
 
     out = {}
     for family in FAMILIES:
         name = trained_settings.models.family(family).registered_name
-        dst = tmp_path_factory.mktemp(family)
-        out[family] = Path(
-            mlflow.artifacts.download_artifacts(
-                artifact_uri=f"models:/{name}@champion",
-                dst_path=str(dst),
-                tracking_uri=trained_settings.tracking_uri,
-            )
+        version = mlflow_access.client(trained_settings).get_model_version_by_alias(
+            name, "champion"
+        )
+        out[family] = mlflow_access.download_version(
+            trained_settings, name, version.version, tmp_path_factory.mktemp(family)
         )
     return out
 
 
 def test_versions_have_aliases_and_tags(trained_settings: Settings) -> None:
+    from clm.mlflow_access import client
     from features import store
-    from training.tracking import client
 
     mlflow_client = client(trained_settings)
     for family in FAMILIES:
@@ -115,7 +113,7 @@ def test_golden_rows_reproduce_through_mlflow(model_dirs: dict[str, Path], famil
 
 
 def test_runs_carry_metrics_plots_and_lineage(trained_settings: Settings) -> None:
-    from training.tracking import client
+    from clm.mlflow_access import client
 
     mlflow_client = client(trained_settings)
     for family in FAMILIES:
@@ -155,15 +153,20 @@ def test_runs_carry_metrics_plots_and_lineage(trained_settings: Settings) -> Non
 
 
 def test_run_uri_reaches_the_same_model_dir(trained_settings: Settings, tmp_path: Path) -> None:
-    """docs/contracts.md names the model `runs:/<run>/model`; MLflow 3 resolves it to the logged model."""
+    """docs/contracts.md names the model `runs:/<run>/model`; MLflow 3 resolves it to the logged
+    model, through the global tracking URI whatever the call passes (MLflow's
+    ModelsArtifactRepository), as in a shell with MLFLOW_TRACKING_URI exported."""
     import mlflow
 
-    from training.tracking import client
+    from clm import mlflow_access
 
-    version = client(trained_settings).get_model_version_by_alias("clm-churn", "champion")
-    local = mlflow.artifacts.download_artifacts(
-        f"runs:/{version.run_id}/model",
-        dst_path=str(tmp_path),
-        tracking_uri=trained_settings.tracking_uri,
+    version = mlflow_access.client(trained_settings).get_model_version_by_alias(
+        "clm-churn", "champion"
     )
+    with mlflow_access.fluent_tracking(trained_settings):
+        local = mlflow.artifacts.download_artifacts(
+            f"runs:/{version.run_id}/model",
+            dst_path=str(tmp_path),
+            tracking_uri=trained_settings.tracking_uri,
+        )
     assert (Path(local) / "manifest.json").is_file() and (Path(local) / "model.lgb").is_file()

@@ -50,15 +50,15 @@ def _shuffled(training_set, seed: int):  # type: ignore[no-untyped-def]
 
 
 def _aliases(settings: Settings) -> tuple[str | None, str | None]:
+    from clm.mlflow_access import client
     from training.registry import _alias_version
-    from training.tracking import client
 
     c = client(settings)
     return _alias_version(c, "clm-churn", "champion"), _alias_version(c, "clm-churn", "challenger")
 
 
 def _version_tags(settings: Settings, version: str) -> dict[str, str]:
-    from training.tracking import client
+    from clm.mlflow_access import client
 
     return client(settings).get_model_version("clm-churn", version).tags
 
@@ -113,7 +113,7 @@ def test_gates_promotion_and_rollback(registry_settings: Settings, churn_set) ->
     # Rollback: champion goes back to v1 and the move is recorded; nothing before v1.
     run_rollback(settings, model="churn")
     assert _aliases(settings)[0] == "1"
-    from training.tracking import client
+    from clm.mlflow_access import client
 
     model_tags = client(settings).get_registered_model("clm-churn").tags
     assert json.loads(model_tags["clm.rollbacks"])[-1]["from"] == "2"
