@@ -8,7 +8,7 @@ VENV := .venv
 STAMP := $(VENV)/.clm-synced
 PKGS := clm features training serving monitoring
 
-.PHONY: setup demo test lint typecheck pytest bench clean help
+.PHONY: setup browser demo test lint typecheck pytest bench clean help
 
 help:
 	@echo "make demo   - install, then run the whole loop on a small simulated bank"
@@ -35,7 +35,23 @@ lint: setup
 typecheck: setup
 	$(VENV)/bin/mypy $(PKGS)
 
-pytest: setup
+# Headless Chromium (Debian's package) for the API page test, which loads the page and
+# screenshots it (tests/serving/test_api_page.py). Installed when missing and we are
+# root (CI); elsewhere the test skips and says why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium for the API page test"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y -q -o DPkg::Lock::Timeout=600 --no-install-recommends chromium \
+	      || { apt-get update -q -o DPkg::Lock::Timeout=600 \
+	           && apt-get install -y -q -o DPkg::Lock::Timeout=600 --no-install-recommends chromium; } \
+	      || echo "could not install chromium: the API page test will skip"; \
+	  else \
+	    echo "chromium is missing and we are not root: the API page test will skip"; \
+	  fi; }
+
+pytest: setup browser
 	$(VENV)/bin/pytest
 
 test: lint typecheck pytest

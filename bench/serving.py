@@ -13,6 +13,12 @@ churn alias and registers a copy), so the workspace itself is left as it was.
 3. Batch scoring (serving.batch's scoring + parquet layout) vs raw Booster.predict
    of the same boosters on the same matrix (the snapshot repeated to --batch-rows).
 4. Swap under load: p99 while the churn champion flips every second vs steady.
+5. Explain starvation (`--only explain`): p99 of a one-id /score while four clients
+   send explain requests back to back, each with its own key. With
+   `--baseline-src DIR` (a checkout of the code before the explain limits, e.g.
+   `git worktree add /tmp/clm-base <commit>`) that code is served beside ours from
+   the same workspace and measured in alternating rounds; its clients send the
+   issue's 1,000 ids, ours the most the limits allow (`serving.max_explain_ids`).
 
 `--gc-probe off|freeze` instead runs /score's work in this process with every
 garbage-collection pass timed (what found the cause of the 100-customer p99).
@@ -123,6 +129,174 @@ def process(
         yield proc
     finally:
         stop_process(proc)
+
+
+def explain_starvation(
+    url: str,
+    probe_headers: dict[str, str],
+    client_headers: list[dict[str, str]],
+    probe_id: str,
+    explain_ids: list[str],
+    seconds: float,
+) -> dict[str, Any]:
+    """One-id /score latencies while len(client_headers) clients send explain requests
+    back to back (a 429 is retried after a tenth of a second, not after Retry-After)."""
+    import httpx
+
+    stop = threading.Event()
+    statuses: dict[int, int] = {}
+    lock = threading.Lock()
+    payload = json.dumps({"customer_ids": explain_ids, "explain": True}).encode()
+
+    def hammer(headers: dict[str, str]) -> None:
+        with httpx.Client(timeout=600) as http:
+            while not stop.is_set():
+                try:
+                    response = http.post(
+                        f"{url}/score",
+                        content=payload,
+                        headers={**headers, "Content-Type": "application/json"},
+                    )
+                    status = response.status_code
+                except httpx.HTTPError:
+                    status = 0
+                with lock:
+                    statuses[status] = statuses.get(status, 0) + 1
+                if status == 429:
+                    stop.wait(0.1)
+
+    threads = [threading.Thread(target=hammer, args=(h,)) for h in client_headers]
+    for t in threads:
+        t.start()
+    time.sleep(1.0)  # let the explain requests pile up first
+    latencies: list[float] = []
+    probe = json.dumps({"customer_ids": [probe_id]}).encode()
+    errors = 0
+    deadline = time.monotonic() + seconds
+    with httpx.Client(timeout=600) as http:
+        while time.monotonic() < deadline:
+            started = time.perf_counter()
+            response = http.post(
+                f"{url}/score",
+                content=probe,
+                headers={**probe_headers, "Content-Type": "application/json"},
+            )
+            latencies.append(time.perf_counter() - started)
+            errors += response.status_code != 200
+            time.sleep(0.02)
+    stop.set()
+    for t in threads:
+        t.join()
+    p50, p99 = percentiles(latencies)
+    return {
+        "probe_requests": len(latencies),
+        "probe_p50_ms": p50,
+        "probe_p99_ms": p99,
+        "probe_max_ms": max(latencies) * 1000,
+        "probe_errors": errors,
+        "explain_statuses": {str(k): v for k, v in sorted(statuses.items())},
+    }
+
+
+@contextlib.contextmanager
+def baseline_service(source: Path, settings: Settings, tmp: Path, keys: list[str]) -> Iterator[str]:
+    """`clm serve` of the code in `source` (its own mlflow.yaml) on `settings`' workspace."""
+    import yaml
+
+    from tests.fixtures.service import free_port
+
+    data = yaml.safe_load((source / "mlflow.yaml").read_text())
+    data.setdefault("serving", {})["poll_seconds"] = 1.0
+    config = tmp / "mlflow-baseline.yaml"
+    config.write_text(yaml.safe_dump(data))
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLM_", "MLFLOW_"))}
+    env.update(
+        CLM_HOME=str(settings.home),
+        CLM_CONFIG=str(config),
+        CLM_API_KEYS=",".join(keys),
+        PYTHONPATH=str(source),
+        MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",
+    )
+    command = [sys.executable, "-m", "clm.cli", "serve", "--port", str(port)]
+    with open(tmp / "baseline-serve.log", "wb") as fh:
+        proc = subprocess.Popen(
+            command, env=env, cwd=source, stdout=fh, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_http(f"{url}/readyz")
+        yield url
+    finally:
+        stop_process(proc)
+
+
+def bench_explain(
+    settings: Settings,
+    tmp: Path,
+    *,
+    baseline_src: Path | None,
+    rounds: int,
+    seconds: float,
+    customers: list[str],
+    baseline_ids: int = 1000,
+) -> dict[str, Any]:
+    """Section 5: one-id /score p99 under four explain clients, ours vs the baseline."""
+    from tests.fixtures.service import service_config, start_service
+
+    keys = [f"bench-explain-{i}" for i in range(4)]
+    probe_key = "bench-probe"
+    config = service_config(tmp, poll_seconds=1.0)
+    allowed = Settings.load(home=settings.home, config=config, env={}).serving.max_explain_ids
+    out: dict[str, Any] = {"clients": len(keys), "seconds_per_round": seconds}
+    with contextlib.ExitStack() as stack:
+        ours = stack.enter_context(
+            start_service(settings, config, tmp, extra_keys=[*keys, probe_key])
+        ).url
+        servers = {"ours": (ours, customers[:allowed])}
+        if baseline_src is not None:
+            base = stack.enter_context(
+                baseline_service(baseline_src, settings, tmp, [*keys, probe_key])
+            )
+            servers["baseline"] = (base, customers[:baseline_ids])
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in servers}
+        idle: dict[str, list[dict[str, Any]]] = {name: [] for name in servers}
+        for _ in range(rounds):
+            for name, (url, ids) in servers.items():
+                probe = {"Authorization": f"Bearer {probe_key}"}
+                idle[name].append(
+                    explain_starvation(url, probe, [], customers[0], ids, seconds / 3)
+                )
+                runs[name].append(
+                    explain_starvation(
+                        url,
+                        probe,
+                        [{"Authorization": f"Bearer {k}"} for k in keys],
+                        customers[0],
+                        ids,
+                        seconds,
+                    )
+                )
+                print(name, json.dumps(runs[name][-1]), flush=True)
+        for name, (_, ids) in servers.items():
+            numbers = [
+                {k: v for k, v in r.items() if isinstance(v, int | float)} for r in runs[name]
+            ]
+            out[name] = {
+                "explain_ids_per_request": len(ids),
+                "idle": median_of(
+                    [{k: v for k, v in r.items() if isinstance(v, int | float)} for r in idle[name]]
+                ),
+                "under_explain_load": median_of(numbers),
+                "explain_statuses_per_round": [r["explain_statuses"] for r in runs[name]],
+            }
+        if "baseline" in out:
+            out["p99_ratio_ours_over_baseline"] = (
+                out["ours"]["under_explain_load"]["probe_p99_ms"]
+                / out["baseline"]["under_explain_load"]["probe_p99_ms"]
+            )
+    return out
 
 
 def bench_batch(settings: Settings, rows: int, rounds: int) -> dict[str, Any]:
@@ -318,7 +492,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--requests", type=int, default=400, help="requests per client per round")
     parser.add_argument("--batch-rows", type=int, default=1_000_000)
     parser.add_argument(
-        "--skip", default="", help="comma list of parts to skip: http,score,batch,swap"
+        "--skip", default="", help="comma list of parts to skip: http,score,batch,swap,explain"
+    )
+    parser.add_argument(
+        "--only", default="", help="comma list of the parts to run (instead of --skip)"
+    )
+    parser.add_argument(
+        "--baseline-src",
+        type=Path,
+        help="explain part: a checkout of the code before the explain limits, served beside ours",
+    )
+    parser.add_argument(
+        "--explain-seconds", type=float, default=30.0, help="explain part: seconds per round"
+    )
+    parser.add_argument(
+        "--baseline-explain-ids",
+        type=int,
+        default=1000,
+        help="explain part: ids per explain request sent to the baseline (the issue's 1,000)",
     )
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     parser.add_argument(
@@ -349,13 +540,43 @@ def main(argv: list[str] | None = None) -> None:
     from tests.fixtures.service import clone_workspace, free_port, service_config, start_service
     from tests.serving.registry_tools import champion, copy_version, set_champion
 
+    parts = {"http", "score", "batch", "swap", "explain"}
     skip = set(filter(None, args.skip.split(",")))
+    if args.only:
+        skip = parts - set(args.only.split(","))
     source = Settings.load(home=args.home, env={})
     results: dict[str, Any] = {"rounds": args.rounds, "requests_per_client": args.requests}
     with tempfile.TemporaryDirectory(prefix="clm-bench-") as tmp_name:
         tmp = Path(tmp_name)
         settings = clone_workspace(source, tmp / "workspace")
         config = service_config(tmp, poll_seconds=1.0)
+        if "explain" not in skip:
+            import pyarrow.compute as pc
+            import pyarrow.parquet as pq
+
+            snapshot = pq.read_table(
+                settings.feature_dir / "customer_features.parquet",
+                columns=["customer_id", "event_timestamp"],
+            )
+            latest_ids = snapshot.filter(
+                pc.equal(snapshot["event_timestamp"], pc.max(snapshot["event_timestamp"]))
+            )["customer_id"].to_pylist()
+            print("explain starvation ...", flush=True)
+            results["explain"] = bench_explain(
+                settings,
+                tmp,
+                baseline_src=args.baseline_src,
+                rounds=args.rounds,
+                seconds=args.explain_seconds,
+                customers=sorted(str(c) for c in latest_ids),
+                baseline_ids=args.baseline_explain_ids,
+            )
+            print(json.dumps(results["explain"], indent=1), flush=True)
+            if skip >= {"http", "score", "batch", "swap"}:
+                print(json.dumps(results, indent=1))
+                if args.out:
+                    args.out.write_text(json.dumps(results, indent=1))
+                return
         if "batch" not in skip:
             print("batch scoring ...", flush=True)
             results["batch"] = bench_batch(settings, args.batch_rows, max(3, args.rounds // 2))

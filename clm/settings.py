@@ -88,7 +88,19 @@ class PromotionSettings(_Section):
 class ServingSettings(_Section):
     poll_seconds: float = Field(10, gt=0)
     max_ids: int = Field(1000, ge=1)
-    max_body_bytes: int = Field(1_048_576, ge=1024)
+    # 1,000 rows of the 66 features at full float precision are ~3 MB of JSON.
+    max_body_bytes: int = Field(8_388_608, ge=1024)
+    # A client that sends no complete body within this many seconds gets 408.
+    body_timeout_seconds: float = Field(10.0, gt=0)
+    # Explanations cost ~100x a plain score: at most this many ids or rows per
+    # request with explain, this many such requests in flight per API key, and
+    # this many in the whole service (more: 429 with Retry-After).
+    max_explain_ids: int = Field(100, ge=1)
+    explain_per_key: int = Field(1, ge=1)
+    explain_queue: int = Field(4, ge=1)
+    # Who answers for the API (shown on the API page, `/`).
+    contact_name: str = "clm maintainers"
+    contact_email: str | None = None
     prediction_log_flush_seconds: float = Field(1.0, gt=0, le=1.0)
     # Churn risk_band on the 90-day churn probability: low below medium, medium
     # below high, high from it.

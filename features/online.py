@@ -10,6 +10,10 @@ format) and only batches the read and the decoding:
   decoded in bulk with numpy (a Float64 ValueProto is 0x29 + 8 little-endian bytes);
 - Redis: one pipelined HMGET per customer on Feast's keys and field hashes;
 - any other online store: Feast's get_online_features.
+
+With the values comes each customer's snapshot: the event timestamp Feast stores
+per entity row and feature view (the oldest of the service's views, so a push
+that refreshed one view does not hide that the others are a month old).
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from __future__ import annotations
 import itertools
 import sqlite3
 import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +34,19 @@ from features.catalog import ENTITY_KEY
 from features.store import FeatureStoreError, feature_names, feature_store
 
 _DOUBLE_TAG = 0x29  # field 5 (double_val), wire type 1 (64-bit)
+_NO_TS = np.iinfo(np.int64).max  # "no timestamp seen" while taking the minimum
+
+
+@dataclass(frozen=True)
+class OnlineRows:
+    """One read: features (frame indexed by customer_id in request order, columns in
+    feature_names() order, NaN when missing), the ids the store does not know, and
+    per requested row the snapshot (event timestamp, UTC) its features carry;
+    NaT for unknown ids and for stores that do not say."""
+
+    frame: pd.DataFrame
+    unknown: list[str]
+    snapshot: np.ndarray  # datetime64[s], one per requested id
 
 
 class OnlineFeatureReader:
@@ -47,21 +66,29 @@ class OnlineFeatureReader:
 
     # --- public ---------------------------------------------------------------
     def lookup(self, customer_ids: list[str], service: str) -> tuple[pd.DataFrame, list[str]]:
-        """Features of `service` for `customer_ids` (frame indexed by customer_id in request
-        order, columns in feature_names() order, float, NaN when missing) and the ids the
-        online store does not know."""
+        """Features of `service` for `customer_ids` and the ids the store does not know
+        (`read` without the snapshots)."""
+        rows = self.read(customer_ids, service)
+        return rows.frame, rows.unknown
+
+    def read(self, customer_ids: list[str], service: str) -> OnlineRows:
+        """Features of `service` for `customer_ids`, the unknown ids and each row's snapshot."""
         ids = [str(c) for c in customer_ids]
         spec = self._service(service)
         if not ids:
-            return self._frame(np.empty((0, len(spec["names"]))), ids, spec), []
+            empty = self._frame(np.empty((0, len(spec["names"]))), ids, spec)
+            return OnlineRows(empty, [], np.empty(0, dtype="datetime64[s]"))
         if self.backend == "sqlite":
-            values, found = self._read_sqlite(ids, spec)
+            values, found, seconds = self._read_sqlite(ids, spec)
         elif self.backend == "redis":
-            values, found = self._read_redis(ids, spec)
+            values, found, seconds = self._read_redis(ids, spec)
         else:
             values, found = self._read_feast(ids, spec)
+            seconds = np.full(len(ids), _NO_TS)
         unknown = [c for c, ok in zip(ids, found, strict=True) if not ok]
-        return self._frame(values, ids, spec), unknown
+        snapshot = seconds.astype("datetime64[s]")
+        snapshot[seconds == _NO_TS] = np.datetime64("NaT")
+        return OnlineRows(self._frame(values, ids, spec), unknown, snapshot)
 
     def close(self) -> None:
         if self._sqlite is not None:
@@ -101,7 +128,7 @@ class OnlineFeatureReader:
             # CROSS JOIN keeps SQLite's join order: each key probes the entity_key index once
             # per table; mapping feature names to columns is done in Python (one dict lookup).
             spec["sql_union"] = " UNION ALL ".join(
-                f'SELECT k.i, t.feature_name, t.value FROM k CROSS JOIN "{compute_table_id(self._config.project, fv, versioning)}" t '
+                f'SELECT k.i, t.feature_name, t.value, t.event_ts FROM k CROSS JOIN "{compute_table_id(self._config.project, fv, versioning)}" t '
                 "ON t.entity_key = k.ek"
                 for fv, _ in views
             )
@@ -113,8 +140,11 @@ class OnlineFeatureReader:
                 for f in feats:
                     fields.append(_mmh3(f"{fv.name}:{f}"))
                     index.append(col[f])
+            # Then one timestamp field per view (a serialized protobuf Timestamp).
+            fields.extend(f"_ts:{fv.name}".encode() for fv, _ in views)
             spec["redis_fields"] = fields
             spec["redis_index"] = np.asarray(index)
+            spec["redis_values"] = len(index)
         self._services[service] = spec
         return spec
 
@@ -151,7 +181,9 @@ class OnlineFeatureReader:
             )
         return self._sqlite
 
-    def _read_sqlite(self, ids: list[str], spec: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    def _read_sqlite(
+        self, ids: list[str], spec: dict[str, Any]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         n, k = len(ids), len(spec["names"])
         keys = self._entity_keys(ids)
         params: list[Any] = []
@@ -160,22 +192,29 @@ class OnlineFeatureReader:
         sql = f"WITH k(ek, i) AS (VALUES {', '.join(['(?, ?)'] * n)}) {spec['sql_union']}"
         with self._lock:
             rows = self._sqlite_conn().execute(sql, params).fetchall()
+        seconds = np.full(n, _NO_TS)
         if not rows:
-            return _decode([], [], n, k)
-        idx, fnames, blobs = zip(*rows, strict=True)
+            return (*_decode([], [], n, k), seconds)
+        idx, fnames, blobs, stamps = zip(*rows, strict=True)
+        rows_i = np.fromiter(idx, dtype=np.int64, count=len(idx))
+        np.minimum.at(seconds, rows_i, _epoch_seconds(stamps))
         # Features of a view the service does not use map to -1 and are dropped.
         cols = np.fromiter(
             map(spec["col"].get, fnames, itertools.repeat(-1)), dtype=np.int64, count=len(fnames)
         )
-        positions = np.fromiter(idx, dtype=np.int64, count=len(idx)) * k + cols
+        positions = rows_i * k + cols
         keep = cols >= 0
         if not keep.all():
             blobs = tuple(itertools.compress(blobs, keep))
             positions = positions[keep]
-        return _decode(positions, blobs, n, k)
+        return (*_decode(positions, blobs, n, k), seconds)
 
     # --- Redis -------------------------------------------------------------------
-    def _read_redis(self, ids: list[str], spec: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    def _read_redis(
+        self, ids: list[str], spec: dict[str, Any]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        from google.protobuf.timestamp_pb2 import Timestamp
+
         n, k = len(ids), len(spec["names"])
         if self._redis is None:
             from feast.infra.online_stores.redis import RedisOnlineStore
@@ -187,10 +226,19 @@ class OnlineFeatureReader:
             for key in self._entity_keys(ids):
                 pipe.hmget(key + project, fields)
             replies = pipe.execute()
-        flat = [v for reply in replies for v in reply]
+        width = spec["redis_values"]
+        seconds = np.full(n, _NO_TS)
+        stamp = Timestamp()
+        for i, reply in enumerate(replies):
+            for raw in reply[width:]:
+                if raw is not None:
+                    stamp.ParseFromString(raw)
+                    seconds[i] = min(seconds[i], stamp.seconds)
+        flat = [v for reply in replies for v in reply[:width]]
         positions = (np.arange(n)[:, None] * k + spec["redis_index"][None, :]).ravel()
         present = np.fromiter((v is not None for v in flat), dtype=bool, count=len(flat))
-        return _decode(positions[present], tuple(itertools.compress(flat, present)), n, k)
+        values, found = _decode(positions[present], tuple(itertools.compress(flat, present)), n, k)
+        return values, found, seconds
 
     # --- anything else: Feast's own path ---------------------------------------------
     def _read_feast(self, ids: list[str], spec: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
@@ -203,6 +251,23 @@ class OnlineFeatureReader:
         ).T.reshape(len(ids), len(spec["names"]))
         found = ~np.isnan(values).all(axis=1)
         return values, found
+
+
+def _epoch_seconds(stamps: tuple[Any, ...]) -> np.ndarray:
+    """Feast's SQLite `event_ts` values as epoch seconds: Feast (0.40+) stores integers;
+    ISO strings (older writers, sqlite3's default adapter) are parsed as naive UTC."""
+    try:
+        return np.fromiter(stamps, dtype=np.int64, count=len(stamps))
+    except (TypeError, ValueError):
+        out = np.full(len(stamps), _NO_TS)
+        for j, value in enumerate(stamps):
+            if isinstance(value, int | float):
+                out[j] = int(value)
+            elif isinstance(value, str | bytes):
+                text = value.decode() if isinstance(value, bytes) else value
+                parsed = datetime.fromisoformat(text)
+                out[j] = int(parsed.replace(tzinfo=parsed.tzinfo or UTC).timestamp())
+        return out
 
 
 def _decode(positions: Any, blobs: Any, n: int, k: int) -> tuple[np.ndarray, np.ndarray]:

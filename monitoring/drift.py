@@ -220,7 +220,7 @@ def run_drift(
                 f"{settings.predictions_dir}; choose another --window"
             )
     frame = inputs.normalise_log(raw)
-    unknown = inputs.unknown_customers(raw)
+    unknown = inputs.unknown_customers(settings, win) if current is None else None
     folder = report_folder(settings, "drift")
     verdicts = {}
     with step_progress("drift", len(wanted), progress, transient=True) as advance:

@@ -207,11 +207,12 @@ def read_prediction_log(
     columns: list[str] | None = None,
     before: pd.Timestamp | None = None,
 ) -> tuple[pd.DataFrame, Window]:
-    """Prediction-log rows in a window (DuckDB over the closed parquet segments).
+    """Scored prediction-log rows in a window (DuckDB over the closed parquet segments).
 
     `before` instead selects every row logged before that instant (performance).
     Files written by different model versions may differ in columns: missing
-    ones come back as null (union by name).
+    ones come back as null (union by name). Rows of customers the service did not
+    know (`status = 'unknown_customer'`) carry no scores: `unknown_customers` counts them.
     """
     import duckdb
 
@@ -243,8 +244,9 @@ def read_prediction_log(
         available = {r[0] for r in con.execute(f"describe select * from {source}").fetchall()}
         wanted = [c for c in columns if c in available] if columns else sorted(available)
         select = ", ".join(f'"{c}"' for c in wanted)
+        scored = "and coalesce(status, 'scored') = 'scored'" if "status" in available else ""
         frame = con.execute(
-            f"select {select} from {source} where cast(ts as timestamptz) >= ? and cast(ts as timestamptz) < ?",
+            f"select {select} from {source} where cast(ts as timestamptz) >= ? and cast(ts as timestamptz) < ? {scored}",
             [win.start.to_pydatetime(), win.end.to_pydatetime()],
         ).df()
     finally:
@@ -271,17 +273,34 @@ def read_batch(path: Path) -> pd.DataFrame:
     return frame
 
 
-def unknown_customers(frame: pd.DataFrame) -> tuple[int, int] | None:
-    """(requested, unknown) when the log records unscored customers, else None.
+def unknown_customers(settings: Settings, window: Window) -> tuple[int, int] | None:
+    """(requested, unknown) customers of /score in the window, or None when the log
+    does not record unknown customers (segments written before its `status` column).
 
-    Serving logs one row per scored customer; a customer it did not know gets no
-    score. When it records them (an `error_code` column with UNKNOWN_CUSTOMER, or
-    rows with no churn probability), the share is unknown / requested.
+    Serving logs a row per requested customer: `status` "scored", or
+    "unknown_customer" for an id the online store did not know (docs/contracts.md).
     """
-    if "error_code" in frame.columns:
-        unknown = int((frame["error_code"] == "UNKNOWN_CUSTOMER").sum())
-        return len(frame), unknown
-    return None
+    import duckdb
+
+    files = log_files(settings)
+    if not files:
+        return None
+    con = duckdb.connect()
+    try:
+        source = f"read_parquet({[str(f) for f in files]!r}, union_by_name=true, hive_partitioning=false)"
+        available = {r[0] for r in con.execute(f"describe select * from {source}").fetchall()}
+        if "status" not in available:
+            return None
+        row = con.execute(
+            f"select count(*) filter (where status is not null), "
+            f"count(*) filter (where status = 'unknown_customer') from {source} "
+            "where endpoint = 'score' and cast(ts as timestamptz) >= ? and cast(ts as timestamptz) < ?",
+            [window.start.to_pydatetime(), window.end.to_pydatetime()],
+        ).fetchone()
+    finally:
+        con.close()
+    requested, unknown = (int(row[0]), int(row[1])) if row else (0, 0)
+    return (requested, unknown) if requested else None
 
 
 def served_versions(frame: pd.DataFrame, family: str) -> list[dict[str, Any]]:

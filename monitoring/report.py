@@ -399,7 +399,7 @@ def run_report(
                     scores=inputs.score_columns(family, champion.manifest),
                     segments=SEGMENTS,
                     thresholds=settings.monitoring,
-                    unknown_customers=inputs.unknown_customers(log),
+                    unknown_customers=inputs.unknown_customers(settings, window),
                 )
             performance = performance_summaries(
                 settings, [family], client=client, start=window.start, end=window.end

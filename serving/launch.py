@@ -5,11 +5,21 @@ The service process reads its settings itself (`Settings.load()` in the service'
 through its environment. The command replaces itself with `bentoml serve`, so
 signals (Ctrl-C, SIGTERM from a supervisor) reach BentoML directly and it stops
 gracefully (flushing the prediction log).
+
+BentoML's supervisor (the process `clm serve` became) starts the worker that
+serves requests; the listening socket is inherited by it. If the supervisor is
+killed outright (`kill -9`, the OOM killer), nothing would stop the worker: it
+kept the port, and the next `clm serve` failed with "Address already in use".
+So the worker asks the kernel for SIGTERM when its parent dies (`die_with_parent`,
+called first thing in the service's start-up) and stops gracefully.
 """
 
 from __future__ import annotations
 
+import ctypes
+import logging
 import os
+import signal
 import sys
 from typing import TYPE_CHECKING
 
@@ -20,6 +30,11 @@ if TYPE_CHECKING:
     from clm.settings import Settings
 
 SERVICE = "serving.service:ScoringService"
+# Set by `clm serve` for the service: the pid of the supervisor it becomes (exec keeps the pid).
+SUPERVISOR_PID = "CLM_SERVE_PID"
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+log = logging.getLogger(__name__)
 
 
 class ServeError(ClmError):
@@ -45,6 +60,7 @@ def service_environment(settings: Settings, base: dict[str, str]) -> dict[str, s
     env.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     env.setdefault("BENTOML_DO_NOT_TRACK", "true")
     env.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    env[SUPERVISOR_PID] = str(os.getpid())
     pythonpath = env.get("PYTHONPATH")
     env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + pythonpath if pythonpath else "")
     return env
@@ -71,3 +87,24 @@ def run_serve(settings: Settings, *, host: str, port: int) -> None:
     sys.stderr.flush()
     os.chdir(REPO_ROOT)
     os.execvpe(command[0], command, env)
+
+
+def die_with_parent(supervisor: int | None) -> bool:
+    """Have the kernel send this process SIGTERM when its parent dies (Linux).
+
+    `supervisor` is the pid the parent had (`CLM_SERVE_PID`, when started by `clm
+    serve`): if the parent is already gone, reparenting has happened before the
+    request could be made, so SIGTERM is sent now. Returns whether the request
+    was made (False on systems without prctl: nothing else changes).
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    except (OSError, AttributeError) as exc:
+        log.warning("cannot ask to stop with the parent process: %s", exc)
+        return False
+    if supervisor is not None and os.getppid() != supervisor:
+        log.warning("the clm serve supervisor (pid %s) is gone; stopping", supervisor)
+        os.kill(os.getpid(), signal.SIGTERM)
+    return True

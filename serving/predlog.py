@@ -7,6 +7,10 @@ and fsyncs it, so a crash loses at most one flush interval. An IPC stream is a
 sequence of length-prefixed messages: a crash mid-write leaves at most a torn
 last message, which the reader drops, so no torn record is ever read.
 
+Every requested customer gets a row: `status` is "scored" for a scored row and
+"unknown_customer" for an id the online store did not know (no scores, no
+features), so monitoring can tell how often the service could not answer.
+
 Journals are rolled into the parquet segments monitoring reads
 (`predictions/date=YYYY-MM-DD/part-<unix_ms>-<pid>.parquet`, docs/contracts.md)
 every `ROLL_SECONDS`, on a graceful stop, and at the next start for journals
@@ -21,7 +25,8 @@ import os
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -43,14 +48,26 @@ log = logging.getLogger(__name__)
 ROLL_SECONDS = 60.0
 ROLL_ROWS = 500_000
 JOURNAL_DIR = ".journal"
+SCORED = "scored"
+UNKNOWN_CUSTOMER = "unknown_customer"
 
 
 @dataclass(frozen=True)
 class LoggedRequest:
+    """One request's rows: the scored ones, then one per unknown id (`versions`: the
+    models that would have scored them, when nothing was scored)."""
+
     request_id: str
     ts: datetime
     endpoint: str
-    scored: Scored
+    scored: Scored | None
+    unknown: tuple[str, ...] = ()
+    versions: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def feature_names(self) -> tuple[str, ...] | None:
+        """The feature columns this request fills (None: it has none, any journal fits)."""
+        return self.scored.feature_names if self.scored is not None else None
 
 
 def log_schema(feature_names: tuple[str, ...]) -> pa.Schema:
@@ -61,6 +78,7 @@ def log_schema(feature_names: tuple[str, ...]) -> pa.Schema:
         pa.field("ts", pa.timestamp("us", tz="UTC")),
         pa.field("customer_id", pa.string()),
         pa.field("endpoint", pa.string()),
+        pa.field("status", pa.string()),
         pa.field("version_churn", pa.string()),
         pa.field("version_propensity", pa.string()),
         pa.field("version_stage", pa.string()),
@@ -82,42 +100,87 @@ def to_batch(requests: list[LoggedRequest], schema: pa.Schema) -> pa.RecordBatch
     columns, so it competes with requests: per-request values (id, time,
     endpoint, versions) are gathered by row index from one-per-request arrays
     and the numeric columns are views of one matrix, not per-row Python objects.
+    Rows of unknown customers are null in every score and feature column.
     """
     import pyarrow as pa
 
-    sizes = [len(r.scored.customer_ids) for r in requests]
+    features = [f.name[2:] for f in schema if f.name.startswith("f_")]
+    n_scored = [len(r.scored.customer_ids) if r.scored is not None else 0 for r in requests]
+    n_unknown = [len(r.unknown) for r in requests]
+    sizes = [a + b for a, b in zip(n_scored, n_unknown, strict=True)]
     owner = pa.array(np.repeat(np.arange(len(requests)), sizes))
+    # None when every row was scored (the common case: no masks to build).
+    unscored: np.ndarray | None = None
+    if any(n_unknown):
+        unscored = np.concatenate(
+            [np.repeat([False, True], [a, b]) for a, b in zip(n_scored, n_unknown, strict=True)]
+        )
 
     def per_request(values: list[object], type_: pa.DataType) -> pa.Array:
         return pa.array(values, type=type_).take(owner)
 
+    def numeric(block: Callable[[Scored], np.ndarray], width: int) -> np.ndarray:
+        """(rows, width) float64 in row order; NaN rows for the unknown customers."""
+        parts: list[np.ndarray] = []
+        for r, unknown in zip(requests, n_unknown, strict=True):
+            if r.scored is not None:
+                parts.append(np.asarray(block(r.scored), dtype=np.float64).reshape(-1, width))
+            if unknown:
+                parts.append(np.full((unknown, width), np.nan))
+        return np.concatenate(parts) if parts else np.empty((0, width))
+
+    def strings(values: Callable[[Scored], Sequence[str | None]]) -> list[str | None]:
+        out: list[str | None] = []
+        for r in requests:
+            if r.scored is not None:
+                out.extend(values(r.scored))
+            out.extend([None] * len(r.unknown))
+        return out
+
+    def versions(r: LoggedRequest) -> Mapping[str, str]:
+        return r.scored.versions if r.scored is not None else r.versions
+
     cols: dict[str, pa.Array | list[object] | np.ndarray] = {}
     cols["request_id"] = per_request([r.request_id for r in requests], pa.string())
     cols["ts"] = per_request([r.ts for r in requests], schema.field("ts").type)
-    cols["customer_id"] = [c for r in requests for c in r.scored.customer_ids]
+    cols["customer_id"] = [
+        c
+        for r in requests
+        for c in (*(r.scored.customer_ids if r.scored is not None else ()), *r.unknown)
+    ]
     cols["endpoint"] = per_request([r.endpoint for r in requests], pa.string())
+    cols["status"] = (
+        pa.array(np.where(unscored, UNKNOWN_CUSTOMER, SCORED).tolist(), type=pa.string())
+        if unscored is not None
+        else per_request([SCORED] * len(requests), pa.string())
+    )
     for family in ("churn", "propensity", "stage"):
         cols[f"version_{family}"] = per_request(
-            [r.scored.versions[family] for r in requests], pa.string()
+            [versions(r).get(family) for r in requests], pa.string()
         )
-    cols["churn_probability"] = np.concatenate([r.scored.churn for r in requests])
-    propensity = np.concatenate([r.scored.propensity for r in requests]).T.copy()
+    cols["churn_probability"] = numeric(lambda s: s.churn, 1)[:, 0]
+    propensity = numeric(lambda s: s.propensity, len(PROPENSITY_PRODUCTS)).T.copy()
     for j, p in enumerate(PROPENSITY_PRODUCTS):
         cols[f"propensity_{p}"] = propensity[j]
-    cols["next_best_product"] = [v for r in requests for v in r.scored.next_best]
-    cols["stage_current"] = [v for r in requests for v in r.scored.stage_current]
-    cols["stage_next"] = [v for r in requests for v in r.scored.stage_next]
-    stage = np.concatenate([r.scored.stage for r in requests]).T.copy()
-    for j, s in enumerate(STAGES):
-        cols[f"stage_prob_{s}"] = stage[j]
+    cols["next_best_product"] = strings(lambda s: s.next_best)
+    cols["stage_current"] = strings(lambda s: s.stage_current)
+    cols["stage_next"] = strings(lambda s: s.stage_next)
+    stage = numeric(lambda s: s.stage, len(STAGES)).T.copy()
+    for j, st in enumerate(STAGES):
+        cols[f"stage_prob_{st}"] = stage[j]
     # Transposed once, so each feature column is contiguous (Arrow takes it without a copy).
-    features = np.concatenate([r.scored.features for r in requests]).T.copy()
-    for j, name in enumerate(requests[0].scored.feature_names):
-        cols[f"f_{name}"] = features[j]
-    arrays = [
-        column if isinstance(column := cols[f.name], pa.Array) else pa.array(column, type=f.type)
-        for f in schema
-    ]
+    matrix = numeric(lambda s: s.features, len(features)).T.copy()
+    for j, name in enumerate(features):
+        cols[f"f_{name}"] = matrix[j]
+    arrays = []
+    for f in schema:
+        column = cols[f.name]
+        if isinstance(column, pa.Array):
+            arrays.append(column)
+        elif isinstance(column, np.ndarray) and unscored is not None:
+            arrays.append(pa.array(column, type=f.type, mask=unscored))
+        else:
+            arrays.append(pa.array(column, type=f.type))
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
@@ -145,13 +208,36 @@ class PredictionLog:
             settings.predictions_dir, flush_seconds=settings.serving.prediction_log_flush_seconds
         )
 
-    def append(self, request_id: str, endpoint: str, scored: Scored) -> None:
-        """Queue one request's rows; written at the next flush (cheap, no I/O)."""
-        if scored.customer_ids:
+    def append(
+        self,
+        request_id: str,
+        endpoint: str,
+        scored: Scored | None,
+        *,
+        unknown: Sequence[str] = (),
+        versions: Mapping[str, str] | None = None,
+    ) -> None:
+        """Queue one request's rows (scored, then one per `unknown` id); written at the
+        next flush (cheap, no I/O). `versions` name the serving models when nothing
+        was scored."""
+        if scored is not None and not scored.customer_ids:
+            scored = None
+        if scored is None and not unknown:
+            return
+        if scored is not None and scored.results:
             # Without the response dicts: they would otherwise survive until the flush,
             # reach the oldest GC generation and make full collections more frequent.
-            kept = replace(scored, results=[]) if scored.results else scored
-            self._pending.append(LoggedRequest(request_id, datetime.now(UTC), endpoint, kept))
+            scored = replace(scored, results=[])
+        self._pending.append(
+            LoggedRequest(
+                request_id,
+                datetime.now(UTC),
+                endpoint,
+                scored,
+                tuple(unknown),
+                dict(versions or {}),
+            )
+        )
 
     def flush(self) -> None:
         """Write everything queued so far to the journal and fsync it."""
@@ -159,15 +245,21 @@ class PredictionLog:
             batch: list[LoggedRequest] = []
             while self._pending:
                 batch.append(self._pending.popleft())
-            # Consecutive requests with the same feature list share a record batch.
-            groups: list[list[LoggedRequest]] = []
+            # Consecutive requests with the same feature list share a record batch;
+            # requests with no scored row fit any (their feature columns are null).
+            current = self._journal.feature_names if self._journal is not None else None
+            groups: list[tuple[tuple[str, ...] | None, list[LoggedRequest]]] = []
             for item in batch:
-                if groups and groups[-1][0].scored.feature_names == item.scored.feature_names:
-                    groups[-1].append(item)
+                names = item.feature_names
+                if groups and (names is None or groups[-1][0] in (None, names)):
+                    if groups[-1][0] is None:
+                        groups[-1] = (names, groups[-1][1])
+                    groups[-1][1].append(item)
                 else:
-                    groups.append([item])
-            for group in groups:
-                names = group[0].scored.feature_names
+                    groups.append((names, [item]))
+            for group_names, group in groups:
+                names = group_names if group_names is not None else (current or ())
+                current = names
                 if self._journal is None or self._journal.feature_names != names:
                     self._roll_locked()
                     self._journal = _Journal(self.directory, names)

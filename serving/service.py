@@ -3,16 +3,21 @@
 Heavy work happens in `__init__` (settings, champions loaded and checked, the
 online store opened); endpoints are small typed methods. The HTTP contract is in
 DESIGN.md; docs/api.md has examples. The gate (auth.py) runs in front of
-everything but BentoML's health and metrics routes.
+everything: keys, body limits, and one error shape for every 4xx/5xx. Scoring
+runs on worker threads, explanations on their own bounded lane (limits.py), so
+the event loop and plain requests never wait behind an expensive one.
 """
 
 from __future__ import annotations
 
+import functools
 import gc
 import json
 import logging
+import os
 import uuid
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import bentoml
@@ -21,10 +26,20 @@ from fastapi import FastAPI
 from starlette.responses import Response
 
 from clm.settings import FAMILIES, Settings
-from serving.auth import Gate
+from serving.auth import DropClientErrorTracebacks, EscapeControlCharacters, Gate, current_caller
 from serving.holder import ModelHolder
+from serving.launch import SUPERVISOR_PID, die_with_parent
+from serving.limits import Lanes, Refused
+from serving.openapi import PAGE_HEADERS, openapi_document, page_file
 from serving.predlog import PredictionLog
-from serving.schemas import CustomerId, FeatureRow, ModelsResponse, ScoreResponse
+from serving.schemas import (
+    FeatureRow,
+    ModelsResponse,
+    ScoreFeaturesRequest,
+    ScoreRequest,
+    ScoreResponse,
+    error_body,
+)
 from serving.scoring import ModelSet, UnknownFeatures, matrix_from_rows, risk_bands, score
 
 if TYPE_CHECKING:
@@ -43,16 +58,48 @@ def service_settings() -> Settings:
     return _settings
 
 
-def _json(body: Any, status: int = 200) -> Response:
+# A row whose features are more than this share missing gets a MOSTLY_MISSING warning.
+MOSTLY_MISSING = 0.5
+
+
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(
         json.dumps(body, separators=(",", ":"), allow_nan=False),
         status_code=status,
         media_type="application/json",
+        headers=headers,
     )
 
 
-def _error(status: int, message: str, **extra: Any) -> Response:
-    return _json({"error": message, **extra}, status)
+def _error(
+    status: int,
+    message: str,
+    *,
+    code: str | None = None,
+    fields: Sequence[str] = (),
+    headers: dict[str, str] | None = None,
+) -> Response:
+    return _json(error_body(status, message, code=code, fields=fields), status, headers)
+
+
+def _install_log_filters() -> None:
+    """One line per record, and no tracebacks for clients' mistakes (an entry point:
+    the worker's logging is configured by BentoML before the service starts)."""
+    handlers = {h for name in ("", "bentoml") for h in logging.getLogger(name).handlers}
+    for handler in handlers:
+        if not any(isinstance(f, EscapeControlCharacters) for f in handler.filters):
+            handler.addFilter(EscapeControlCharacters())
+    # BentoML's api_endpoint_wrapper logs request errors through this logger.
+    bentoml_http = logging.getLogger("bentoml._internal.server.http_app")
+    if not any(isinstance(f, DropClientErrorTracebacks) for f in bentoml_http.filters):
+        bentoml_http.addFilter(DropClientErrorTracebacks())
+    # BentoML reads `model_fields` on an instance for every request (pydantic 2.11
+    # deprecated that): one warning line in the service log per request is noise.
+    from pydantic.warnings import PydanticDeprecatedSince211
+
+    warnings.filterwarnings(
+        "ignore", category=PydanticDeprecatedSince211, module=r"_bentoml_impl\."
+    )
 
 
 # GET /models lives on a FastAPI app mounted at "/" (BentoML APIs are POST only);
@@ -71,8 +118,13 @@ class ScoringService:
     """Churn, product propensity and lifecycle stage for bank customers, in one call."""
 
     def __init__(self) -> None:
+        # The worker's entry point: the only place here that reads the environment.
+        supervisor = os.environ.get(SUPERVISOR_PID)
+        die_with_parent(int(supervisor) if supervisor and supervisor.isdigit() else None)
+        _install_log_filters()
         settings = service_settings()
         self.settings = settings
+        self.lanes = Lanes(settings.serving)
         self._feature_names: dict[str, list[str]] = {}
         self.holder = ModelHolder(settings, expected_features=self._expected_features)
         self.holder.start()
@@ -122,26 +174,30 @@ class ScoringService:
         self.predictions.close()
 
     # --- scoring ---
-    @bentoml.api(route="/score", output_spec=ScoreResponse)
-    def score(self, customer_ids: list[CustomerId], explain: bool = False) -> Response:
+    @bentoml.api(route="/score", input_spec=ScoreRequest, output_spec=ScoreResponse)
+    async def score(self, customer_ids: list[str], explain: bool = False) -> Response:
         """Score customers by id with features from the Feast online store (1 to max_ids ids)."""
         models = self.holder.current
         if models is None:
-            return _error(503, "no champion models are loaded yet; see GET /models")
-        if not customer_ids:
             return _error(
-                422, "customer_ids: give at least one customer id", fields=["customer_ids"]
+                503, "no champion models are loaded yet; see GET /models", code="NO_MODELS"
             )
-        if len(customer_ids) > self.settings.serving.max_ids:
-            return _error(
-                413, f"customer_ids: at most {self.settings.serving.max_ids} ids per request"
-            )
+        too_many = self._too_many("customer_ids", len(customer_ids), explain)
+        if too_many is not None:
+            return too_many
+        work = functools.partial(self._score_ids, models, customer_ids, explain)
+        return await self._run(explain, work)
+
+    def _score_ids(self, models: ModelSet, customer_ids: list[str], explain: bool) -> Response:
         try:
-            known, matrix, unknown = self._lookup(models, customer_ids)
+            known, matrix, unknown, snapshots = self._lookup(models, customer_ids)
         except Exception:
             log.exception("online feature lookup failed")
-            return _error(503, "the online feature store is unavailable; try again shortly")
-        request_id = uuid.uuid4().hex
+            return _error(
+                503,
+                "the online feature store is unavailable; try again shortly",
+                code="FEATURE_STORE_UNAVAILABLE",
+            )
         errors = [
             {
                 "customer_id": cid,
@@ -150,41 +206,108 @@ class ScoringService:
             }
             for cid in unknown
         ]
-        return self._respond(models, request_id, "score", known, matrix, explain, errors)
+        return self._respond(
+            models, "score", known, matrix, explain, errors, unknown=unknown, snapshots=snapshots
+        )
 
-    @bentoml.api(route="/score_features", output_spec=ScoreResponse)
+    @bentoml.api(
+        route="/score_features", input_spec=ScoreFeaturesRequest, output_spec=ScoreResponse
+    )
     async def score_features(self, rows: list[FeatureRow], explain: bool = False) -> Response:
         """Score rows whose features are given inline (names as in the feature services)."""
         models = self.holder.current
         if models is None:
-            return _error(503, "no champion models are loaded yet; see GET /models")
-        if not rows:
-            return _error(422, "rows: give at least one row", fields=["rows"])
-        if len(rows) > self.settings.serving.max_ids:
-            return _error(413, f"rows: at most {self.settings.serving.max_ids} rows per request")
+            return _error(
+                503, "no champion models are loaded yet; see GET /models", code="NO_MODELS"
+            )
+        too_many = self._too_many("rows", len(rows), explain)
+        if too_many is not None:
+            return too_many
+
+        def work() -> Response:
+            try:
+                matrix = matrix_from_rows(models, [(r.customer_id, r.features) for r in rows])
+            except UnknownFeatures as exc:
+                return _error(
+                    422,
+                    f"rows.features: {exc}",
+                    code="UNKNOWN_FEATURES",
+                    fields=[f"rows.features.{name}" for name in exc.names],
+                )
+            ids = [r.customer_id for r in rows]
+            return self._respond(models, "score_features", ids, matrix, explain, [])
+
+        return await self._run(explain, work)
+
+    def _too_many(self, field: str, count: int, explain: bool) -> Response | None:
+        serving = self.settings.serving
+        if count > serving.max_ids:
+            return _error(
+                413,
+                f"{field}: at most {serving.max_ids} per request (got {count})",
+                code="TOO_MANY_ROWS",
+                fields=[field],
+            )
+        if explain and count > serving.max_explain_ids:
+            return _error(
+                413,
+                f"{field}: at most {serving.max_explain_ids} per request with explain=true "
+                f"(got {count}); split the request, or ask without explain",
+                code="TOO_MANY_TO_EXPLAIN",
+                fields=[field, "explain"],
+            )
+        return None
+
+    async def _run(self, explain: bool, work: Callable[[], Response]) -> Response:
+        """The request's work on a worker thread of its lane; 429 over the explain limits."""
         try:
-            matrix = matrix_from_rows(models, [(r.customer_id, r.features) for r in rows])
-        except UnknownFeatures as exc:
-            return _error(422, f"rows.features: {exc}", fields=exc.names)
-        ids = [r.customer_id for r in rows]
-        return self._respond(models, uuid.uuid4().hex, "score_features", ids, matrix, explain, [])
+            return await self.lanes.run(current_caller(), explain, work)
+        except Refused as exc:
+            return _error(
+                429, str(exc), code="EXPLAIN_BUSY", headers={"Retry-After": str(exc.retry_after)}
+            )
 
     def _respond(
         self,
         models: ModelSet,
-        request_id: str,
         endpoint: str,
         customer_ids: list[str],
         matrix: np.ndarray,
         explain: bool,
         errors: list[dict[str, Any]],
+        *,
+        unknown: Sequence[str] = (),
+        snapshots: np.ndarray | None = None,
     ) -> Response:
+        request_id = uuid.uuid4().hex
+        results: list[dict[str, Any]] = []
+        scored = None
         if customer_ids:
             scored = score(models, customer_ids, matrix, explain=explain, bands=self.bands)
             results = scored.results
-            self.predictions.append(request_id, endpoint, scored)
-        else:
-            results = []
+            stamps: list[str | None] = [None] * len(results)
+            if snapshots is not None:
+                text = np.datetime_as_string(snapshots, unit="s", timezone="UTC")
+                stamps = [None if t == "NaT" else t for t in text.tolist()]
+            missing = np.isnan(matrix).sum(axis=1).tolist()
+            width = matrix.shape[1]
+            for result, stamp, absent in zip(results, stamps, missing, strict=True):
+                result["snapshot"] = stamp
+                result["warnings"] = (
+                    [
+                        {
+                            "code": "MOSTLY_MISSING",
+                            "message": f"{absent} of {width} features are missing: the scores "
+                            "rest on the models' defaults for missing values, not on this "
+                            "customer's data",
+                        }
+                    ]
+                    if absent > MOSTLY_MISSING * width
+                    else []
+                )
+        self.predictions.append(
+            request_id, endpoint, scored, unknown=unknown, versions=models.versions
+        )
         return _json(
             {
                 "request_id": request_id,
@@ -196,18 +319,21 @@ class ScoringService:
 
     def _lookup(
         self, models: ModelSet, customer_ids: Sequence[str]
-    ) -> tuple[list[str], np.ndarray, list[str]]:
-        """Online features for the three families, as one union matrix for the known ids."""
+    ) -> tuple[list[str], np.ndarray, list[str], np.ndarray]:
+        """Online features for the three families, as one union matrix for the known ids,
+        and each known row's snapshot (the oldest event timestamp of its feature views)."""
         reader = self._online()
         # Services with the same feature list are looked up once (same online values).
         frames: dict[tuple[str, ...], pd.DataFrame] = {}
         unknown: set[str] = set()
+        snapshot = np.full(len(customer_ids), np.datetime64("NaT"), dtype="datetime64[s]")
         for family in FAMILIES:
             model = models.family(family)
             if model.features not in frames:
-                frame, missing = reader.lookup(list(customer_ids), model.feature_service)
-                frames[model.features] = frame
-                unknown.update(str(c) for c in missing)
+                rows = reader.read(list(customer_ids), model.feature_service)
+                frames[model.features] = rows.frame
+                unknown.update(str(c) for c in rows.unknown)
+                snapshot = np.fmin(snapshot, rows.snapshot)
         # The reader answers one row per requested id, in request order (duplicates kept).
         keep = np.fromiter(
             (c not in unknown for c in customer_ids), dtype=bool, count=len(customer_ids)
@@ -227,7 +353,7 @@ class ScoringService:
                 if list(frame.columns) != columns:
                     block = frame[columns].to_numpy(dtype=np.float64, na_value=np.nan)
                 matrix[:, models.columns[family]] = block[keep]
-        return known, matrix, [c for c in customer_ids if c in unknown]
+        return known, matrix, [c for c in customer_ids if c in unknown], snapshot[keep]
 
     # --- administration ---
     @bentoml.api(route="/admin/reload", output_spec=ModelsResponse)
@@ -240,6 +366,20 @@ class ScoringService:
     def models(self) -> dict[str, Any]:
         """Per model family: registered name, alias, served version, load and registry status."""
         return {"models": self.holder.describe()}
+
+    # --- the API page (open: no customer data; see openapi.py) ---
+    @models_app.get("/", include_in_schema=False)
+    def api_page(self) -> Response:
+        return Response(page_file("index.html"), media_type="text/html", headers=PAGE_HEADERS)
+
+    @models_app.get("/docs/page.js", include_in_schema=False)
+    def api_page_script(self) -> Response:
+        return Response(page_file("page.js"), media_type="text/javascript", headers=PAGE_HEADERS)
+
+    @models_app.get("/docs.json", include_in_schema=False)
+    def openapi(self) -> Response:
+        versions = {f: s["version"] for f, s in self.holder.describe().items()}
+        return _json(openapi_document(self.settings, versions))
 
 
 # The decorator returns a bentoml Service (typed as the class): add the gate in front.

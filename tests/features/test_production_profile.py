@@ -109,6 +109,13 @@ def test_redis_reader_equals_feast_and_embedded(
     np.testing.assert_array_equal(frame.to_numpy(), ref.to_numpy())
     embedded, _ = OnlineFeatureReader(feature_settings).lookup(ids, "propensity_v1")
     np.testing.assert_array_equal(frame.to_numpy(), embedded.to_numpy())
+    # Each row's snapshot: the event timestamp Feast stored, the same in both stores.
+    snapshot = redis_reader.read(ids, "propensity_v1").snapshot
+    embedded_snapshot = OnlineFeatureReader(feature_settings).read(ids, "propensity_v1").snapshot
+    np.testing.assert_array_equal(snapshot, embedded_snapshot)
+    latest = table.groupby("customer_id")["event_timestamp"].max()
+    expected = [np.datetime64(latest[c].tz_convert(None), "s") for c in ids[:-1]]
+    assert list(snapshot[:-1]) == expected and np.isnat(snapshot[-1])
 
 
 def test_push_and_training_frame_in_production(production_settings: Settings) -> None:

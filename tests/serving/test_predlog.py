@@ -138,3 +138,34 @@ def test_append_does_no_io_on_the_request_path(tmp_path: Path) -> None:
         assert read_predictions(tmp_path).num_rows == 400
     finally:
         log.close()
+
+
+def test_unknown_customers_get_a_row_with_a_status_and_no_scores(tmp_path: Path) -> None:
+    log = PredictionLog(tmp_path, flush_seconds=3600)
+    versions = {"churn": "3", "propensity": "2", "stage": "1"}
+    log.append("mixed", "score", scored(["C1", "C2"]), unknown=["C9"], versions=versions)
+    log.append("none known", "score", None, unknown=["X1", "X2"], versions=versions)
+    log.append("all known", "score", scored(["C3"]))
+    log.append("empty", "score", None)  # nothing to log
+    log.close()
+    rows = read_predictions(tmp_path).to_pylist()
+    assert [(r["request_id"], r["customer_id"], r["status"]) for r in rows] == [
+        ("mixed", "C1", "scored"),
+        ("mixed", "C2", "scored"),
+        ("mixed", "C9", "unknown_customer"),
+        ("none known", "X1", "unknown_customer"),
+        ("none known", "X2", "unknown_customer"),
+        ("all known", "C3", "scored"),
+    ]
+    for r in rows:
+        scores = [r["churn_probability"], r["stage_prob_mature"], r["f_age"]]
+        scores += [r[f"propensity_{p}"] for p in PROPENSITY_PRODUCTS]
+        if r["status"] == "scored":
+            assert all(v is not None and not np.isnan(v) for v in scores), r
+            assert r["stage_next"] == "mature"
+        else:  # null, not NaN: nothing was scored
+            assert all(v is None for v in scores), r
+            assert r["next_best_product"] is None and r["stage_next"] is None
+        assert r["version_churn"] == "3"  # the versions that would have scored them
+    # A request with only unknown ids joins whatever journal is open (one segment here).
+    assert len(list(tmp_path.glob("date=*/part-*.parquet"))) == 1
