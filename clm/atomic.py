@@ -31,6 +31,7 @@ from clm.process import pid_alive
 
 __all__ = [
     "atomic_path",
+    "move_into_place",
     "new_staging_dir",
     "recover_dir",
     "replace_dir",
@@ -96,6 +97,18 @@ def atomic_path(target: str | os.PathLike[str], *, fsync: bool = True) -> Iterat
         raise
     if fsync:
         _fsync_dir(target.parent)
+
+
+def move_into_place(finished: str | os.PathLike[str], target: str | os.PathLike[str]) -> Path:
+    """Rename a fully written file (on the same file system) over `target` in one step,
+    flushed to disk first, so a reader sees the old file or the new one, never half of it."""
+    finished, target = Path(finished), Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(finished, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(finished, target)
+    _fsync_dir(target.parent)
+    return target
 
 
 def write_bytes(target: str | os.PathLike[str], data: bytes) -> Path:

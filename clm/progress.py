@@ -10,10 +10,11 @@ when a bar is shown.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from typing import Protocol
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
 
-__all__ = ["Advance", "step_progress"]
+__all__ = ["Advance", "ParallelBars", "step_progress"]
 
 
 class Advance(Protocol):
@@ -59,3 +60,54 @@ def step_progress(
                 bar.update(task_id, advance=steps, description=description)
 
         yield advance
+
+
+class ParallelBars:
+    """One bar per row key (e.g. per model family: tuning trials, then final boosters), drawn
+    together: rich draws one live display at a time, so work running side by side shares it."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._bar: Any = None
+        self._rows: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> ParallelBars:
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+
+            # On stderr, as clm.progress draws every bar: stdout stays the command's output.
+            self._bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+            )
+            self._bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    def step(self, key: str, description: str, total: int) -> Callable[[], None]:
+        """Show `key: description` with `total` steps; returns the function advancing it."""
+        if self._bar is None:
+            return lambda: None
+        with self._lock:
+            row = self._rows.get(key)
+            text = f"{key}: {description}"
+            if row is None:
+                row = self._rows[key] = self._bar.add_task(text, total=total)
+            else:
+                self._bar.reset(row, total=total, description=text)
+        bar = self._bar
+        return lambda: bar.advance(row)

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from clm import atomic
 from serving.models import MANY_ROWS, FastPredict, LoadedModel
 
 if TYPE_CHECKING:
@@ -184,8 +185,8 @@ def _one_booster(
                 np.save(tmp / "rows.npy", rows)
                 record = _compile_in_child(tmp / "model.txt", tmp / "model.o", tmp / "rows.npy")
                 record["object_sha256"] = _digest((tmp / "model.o").read_bytes())
-                os.replace(tmp / "model.txt", text_path)
-                os.replace(tmp / "model.o", object_path)
+                atomic.move_into_place(tmp / "model.txt", text_path)
+                atomic.move_into_place(tmp / "model.o", object_path)
         model = _load(text_path, object_path)
         compiled = CompiledPredict(model, fast)
         expected = fast(rows).reshape(-1)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -17,6 +16,7 @@ import numpy as np
 from clm import mlflow_access
 from clm.domain import PROPENSITY_PRODUCTS, STAGES
 from clm.errors import ClmError
+from clm.progress import ParallelBars
 from clm.settings import FAMILIES
 from training import evaluate
 from training.booster_model import BoosterModel
@@ -63,7 +63,7 @@ def run_train(
     with (
         _booster_pool(settings) as pool,
         ThreadPoolExecutor(max_workers=len(families), thread_name_prefix="clm-family") as each,
-        FamilyBars(progress) as bars,
+        ParallelBars(progress) as bars,
     ):
         fitting: dict[str, Future[Fitted]] = {
             training_set.family: each.submit(
@@ -91,57 +91,6 @@ def _booster_pool(settings: Settings) -> Iterator[ThreadPoolExecutor]:
         max_workers=worker_count(settings), thread_name_prefix="clm-booster"
     ) as pool:
         yield pool
-
-
-class FamilyBars:
-    """One progress bar per family (tuning trials, then final boosters), drawn together:
-    families train side by side, and rich draws one live display at a time."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self._bar: Any = None
-        self._rows: dict[str, Any] = {}
-        self._lock = threading.Lock()
-
-    def __enter__(self) -> FamilyBars:
-        if self.enabled:
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-            )
-
-            # On stderr, as clm.progress draws every bar: stdout stays the command's output.
-            self._bar = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=Console(stderr=True),
-            )
-            self._bar.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-
-    def step(self, family: str, description: str, total: int) -> Callable[[], None]:
-        """Show `family: description` with `total` steps; returns the function advancing it."""
-        if self._bar is None:
-            return lambda: None
-        with self._lock:
-            row = self._rows.get(family)
-            text = f"{family}: {description}"
-            if row is None:
-                row = self._rows[family] = self._bar.add_task(text, total=total)
-            else:
-                self._bar.reset(row, total=total, description=text)
-        bar = self._bar
-        return lambda: bar.advance(row)
 
 
 @dataclass
@@ -190,7 +139,7 @@ def fit_family(
     *,
     trials: int,
     pool: Executor,
-    bars: FamilyBars,
+    bars: ParallelBars,
 ) -> Fitted:
     """Tune a family and fit its final boosters (on `pool`)."""
     family = training_set.family
@@ -228,7 +177,7 @@ def train_family(
     settings: Settings, training_set: TrainingSet, *, trials: int, progress: bool = True
 ) -> str:
     """Tune, fit, evaluate, log one family to MLflow and register it; returns the version."""
-    with _booster_pool(settings) as pool, FamilyBars(progress) as bars:
+    with _booster_pool(settings) as pool, ParallelBars(progress) as bars:
         fitted = fit_family(settings, training_set, trials=trials, pool=pool, bars=bars)
     return log_family(settings, fitted, trials=trials)
 
