@@ -20,7 +20,9 @@ def serve(
     port: Annotated[int, typer.Option("--port", "-p", help="HTTP port.")] = 3000,
     host: Annotated[str, typer.Option("--host", help="Interface to bind.")] = "127.0.0.1",
 ) -> None:
-    """Start the BentoML scoring service (needs CLM_API_KEYS; CLM_ADMIN_TOKEN for admin routes)."""
+    """Start the BentoML scoring service (needs CLM_API_KEYS; CLM_ADMIN_TOKEN for admin routes).
+
+    Serves every family whose champion loads; GET /models says why any other is absent."""
     state: State = ctx.obj
     with user_errors():
         from serving.launch import run_serve
@@ -44,13 +46,28 @@ def score_batch(
             show_default=False,
         ),
     ] = None,
+    models: Annotated[
+        str | None,
+        typer.Option(
+            "--models",
+            help="Families to score, comma-separated (e.g. churn,stage); each needs a champion. "
+            "Default: every family that has one (the others are skipped, with the reason).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Score every customer with the three champion models from the offline store."""
+    """Score every customer with the champion models from the offline store."""
     state: State = ctx.obj
     with user_errors():
+        from clm.families import parse_families
         from serving.batch import run_score_batch
 
-        summary = run_score_batch(state.settings, as_of=as_of, out=out, compiled=compiled)
+        families = parse_families(models) if models is not None else None
+        summary = run_score_batch(
+            state.settings, as_of=as_of, out=out, compiled=compiled, families=families
+        )
+    for family, why in summary["skipped"].items():
+        typer.echo(f"{family}: skipped, {why}", err=True)
     fallback = {
         k: v
         for k, v in summary["compiled"].items()

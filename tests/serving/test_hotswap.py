@@ -7,6 +7,7 @@ it was).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -18,6 +19,7 @@ import httpx
 import numpy as np
 import pytest
 
+from clm import mlflow_access
 from clm.settings import Settings
 from tests.fixtures.service import RunningService, clone_workspace, service_config, start_service
 from tests.serving.conftest import inline_row
@@ -169,12 +171,14 @@ def test_corrupt_versions_are_refused(
     good = champion(settings, "churn")
     good_version, good_probability = churn_probability(swap_service, row)
     assert good_version == good
-    for corruption in ("booster", "features", "golden"):
+    for corruption in ("booster", "truncated", "nan_leaves", "features", "golden"):
         bad = copy_version(settings, "churn", good, tmp_path, corrupt=corruption)
         set_champion(settings, "churn", bad)
         status = reload(swap_service)["churn"]
         assert status["version"] == good, corruption
         assert status["last_load_error"] and f"version {bad}" in status["last_load_error"], status
+        if corruption in ("truncated", "nan_leaves"):
+            assert "LightGBM crashed" in status["last_load_error"], status
         # The poller does not retry it every interval, and the old version keeps serving.
         time.sleep(1.0)
         assert models(swap_service)["churn"]["last_load_error"] == status["last_load_error"]
@@ -182,6 +186,41 @@ def test_corrupt_versions_are_refused(
     set_champion(settings, "churn", good)
     status = reload(swap_service)["churn"]
     assert status["version"] == good and status["last_load_error"] is None
+
+
+def test_a_restored_registry_file_is_noticed(
+    swap_service: RunningService, row: dict[str, Any], tmp_path: Path
+) -> None:
+    """mlflow.db replaced under the running service (a backup restored: a new inode) whose
+    churn champion is another version: the service re-opens the file and serves it."""
+    import os
+    import shutil
+    import sqlite3
+
+    settings = swap_service.settings
+    db = settings.home / "mlflow" / "mlflow.db"
+    name = settings.models.churn.registered_name
+    good = champion(settings, "churn")
+    other = copy_version(settings, "churn", good, tmp_path, corrupt="rescaled")
+    assert reload(swap_service)["churn"]["version"] == good  # the service's connection is open
+    restored = db.with_name("mlflow-restored.db")
+    shutil.copyfile(db, restored)
+    with contextlib.closing(sqlite3.connect(restored)) as conn, conn:
+        conn.execute(
+            "UPDATE registered_model_aliases SET version = ? WHERE name = ? AND alias = ?",
+            (int(other), name, settings.aliases.champion),
+        )
+    try:
+        os.replace(restored, db)
+        wait_for(swap_service, "churn", other, timeout=90)
+        assert churn_probability(swap_service, row)[0] == other
+        assert models(swap_service)["churn"]["last_registry_error"] is None
+    finally:
+        # This process's own MLflow connection still reads the replaced file (the defect
+        # the service no longer has): re-open before moving the alias back.
+        mlflow_access.reopen_registry(settings, force=True)
+        set_champion(settings, "churn", good)
+        assert reload(swap_service)["churn"]["version"] == good
 
 
 def test_registry_down_keeps_serving(swap_service: RunningService, row: dict[str, Any]) -> None:

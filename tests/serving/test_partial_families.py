@@ -1,0 +1,178 @@
+"""Any subset of families serves: one workspace where propensity has no champion and
+stage's champion is refused (its booster aborts LightGBM). Churn keeps serving over
+HTTP and in batch; /models says why the others are absent; batch scoring refuses the
+corrupt champion with a clear error and never writes into the workspace's tables."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from clm.settings import Settings
+from serving.batch import BatchError, run_score_batch
+from tests.fixtures.service import RunningService, clone_workspace, service_config, start_service
+from tests.serving.conftest import inline_row
+from tests.serving.registry_tools import (
+    champion,
+    copy_version,
+    remove_champion,
+    set_champion,
+)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def partial(
+    trained_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Settings, dict[str, str]]:
+    """A clone of the trained workspace: propensity without champion, stage's refused."""
+    directory = tmp_path_factory.mktemp("partial")
+    settings = clone_workspace(trained_settings, directory / "workspace")
+    remove_champion(settings, "propensity")
+    good = champion(settings, "stage")
+    bad = copy_version(settings, "stage", good, directory, corrupt="truncated")
+    set_champion(settings, "stage", bad)
+    return settings, {"churn": champion(settings, "churn"), "stage": bad}
+
+
+@pytest.fixture(scope="module")
+def partial_service(
+    partial: tuple[Settings, dict[str, str]], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningService]:
+    settings, _ = partial
+    directory = tmp_path_factory.mktemp("partial-service")
+    with start_service(settings, service_config(directory), directory) as service:
+        yield service
+
+
+def test_the_service_serves_the_families_it_can(
+    partial_service: RunningService,
+    partial: tuple[Settings, dict[str, str]],
+    trained_settings: Settings,
+    online_rows: dict[str, dict[str, Any]],
+    known_customers: list[str],
+) -> None:
+    _, versions = partial
+    url, headers = partial_service.url, partial_service.headers()
+    assert httpx.get(f"{url}/readyz", timeout=10).status_code == 200
+    models = httpx.get(f"{url}/models", headers=headers, timeout=10).json()["models"]
+    assert models["churn"]["served"] and models["churn"]["version"] == versions["churn"]
+    assert models["churn"]["reason"] is None
+    assert not models["propensity"]["served"] and models["propensity"]["version"] is None
+    assert "has no version with alias 'champion'" in models["propensity"]["reason"]
+    assert not models["stage"]["served"]
+    assert f"version {versions['stage']} refused" in models["stage"]["reason"]
+    assert "LightGBM crashed" in models["stage"]["reason"]
+
+    response = httpx.post(
+        f"{url}/score", json={"customer_ids": known_customers[:2]}, headers=headers, timeout=30
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model_versions"] == {"churn": versions["churn"]}
+    for result in body["results"]:
+        assert 0 < result["churn"]["probability"] < 1
+        assert not {"propensity", "next_best_product", "stage"} & set(result)
+
+    # A client sending every family's features (as documented) is scored, not refused.
+    row = inline_row(trained_settings, online_rows, known_customers[0])
+    response = httpx.post(
+        f"{url}/score_features", json={"rows": [row], "explain": True}, headers=headers, timeout=30
+    )
+    assert response.status_code == 200, response.text
+    result = response.json()["results"][0]
+    assert set(result["reasons"]) == {"churn"} and "stage" not in result
+    assert result["churn"]["probability"] == pytest.approx(
+        body["results"][0]["churn"]["probability"], abs=1e-9
+    )
+    bad = {"customer_id": "X", "features": {"no_such_feature": 1.0}}
+    response = httpx.post(
+        f"{url}/score_features", json={"rows": [bad]}, headers=headers, timeout=30
+    )
+    assert response.status_code == 422 and "no_such_feature" in response.text
+
+
+@pytest.fixture(scope="module")
+def as_of(trained_settings: Settings) -> str:
+    stamps = pq.read_table(
+        trained_settings.feature_dir / "customer_features.parquet", columns=["event_timestamp"]
+    )["event_timestamp"].to_pylist()
+    return (max(stamps).date() - timedelta(days=1)).isoformat()
+
+
+def test_score_batch_scores_the_families_asked_for(
+    partial: tuple[Settings, dict[str, str]], as_of: str, tmp_path: Path
+) -> None:
+    settings, versions = partial
+    out = tmp_path / "churn.parquet"
+    summary = run_score_batch(
+        settings, as_of=as_of, out=out, progress=False, compiled=False, families=("churn",)
+    )
+    assert summary["model_versions"] == {"churn": versions["churn"]}
+    frame = pd.read_parquet(out)
+    assert len(frame) == summary["rows"] > 0
+    assert set(frame["version_churn"]) == {versions["churn"]}
+    assert frame["version_stage"].isna().all() and frame["stage_next"].isna().all()
+    assert frame["churn_probability"].between(0, 1).all()
+    # Asked for explicitly, a family without champion is an error, not a silent skip.
+    with pytest.raises(BatchError, match="clm-propensity has no champion"):
+        run_score_batch(
+            settings, as_of=as_of, out=tmp_path / "p.parquet", progress=False,
+            families=("propensity",),
+        )  # fmt: skip
+
+
+def test_score_batch_refuses_a_corrupt_champion_clearly(
+    partial: tuple[Settings, dict[str, str]], as_of: str, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from clm.cli import app
+
+    settings, versions = partial
+    out = tmp_path / "all.parquet"
+    args = ["--home", str(settings.home), "--config", str(settings.config_path)]
+    result = CliRunner().invoke(app, [*args, "score-batch", "--as-of", as_of, "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert f"clm-stage champion version {versions['stage']} cannot be used" in result.output
+    assert "LightGBM crashed" in result.output and "--models churn" in result.output
+    assert "Traceback" not in result.output and not out.exists()
+    # --models picks the families; the family without champion is reported when skipped.
+    result = CliRunner().invoke(
+        app, [*args, "score-batch", "--as-of", as_of, "--out", str(out), "--models", "churn"]
+    )
+    assert result.exit_code == 0, result.output
+    assert out.exists()
+    result = CliRunner().invoke(
+        app, [*args, "score-batch", "--as-of", as_of, "--out", str(out), "--models", "churm"]
+    )
+    assert result.exit_code == 2 and "unknown model family 'churm'" in result.output
+
+
+def test_score_batch_out_never_overwrites_what_it_did_not_write(
+    partial: tuple[Settings, dict[str, str]], as_of: str, tmp_path: Path
+) -> None:
+    settings, _ = partial
+    raw = settings.feature_dir / "customer_features.parquet"
+    before = raw.read_bytes()
+    own = tmp_path / "transactions.parquet"
+    pd.DataFrame({"customer_id": ["C1"], "amount": [1.0]}).to_parquet(own)
+    cases = [
+        (tmp_path, "is a directory"),
+        (raw, "inside the workspace's own tables"),
+        (settings.raw_dir / "transactions.parquet", "inside the workspace's own tables"),
+        (own, "is not an earlier `clm score-batch` output"),
+    ]
+    for out, message in cases:
+        with pytest.raises(BatchError, match=message):
+            run_score_batch(settings, as_of=as_of, out=out, progress=False, families=("churn",))
+    assert raw.read_bytes() == before
+    assert pd.read_parquet(own)["amount"].tolist() == [1.0]
