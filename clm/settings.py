@@ -154,6 +154,18 @@ class FeatureSettings(_Section):
     )
 
 
+class CampaignSettings(_Section):
+    # SQLAlchemy URL of the campaign registry; null: SQLite under the workspace (embedded
+    # profile) or `production_database_url` (production profile). "{home}" is the workspace.
+    database_url: str | None = None
+    production_database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/clm_campaigns"
+    # A customer is put in the treatment group of at most this many campaigns per month.
+    monthly_contact_cap: int = Field(2, ge=1)
+    # A campaign is running (its members are suppressed from new lists for the same
+    # product or measure) for this many days after its list date.
+    running_days: int = Field(90, ge=1)
+
+
 class Settings(_Section):
     """Everything a command needs, resolved. `home` is absolute."""
 
@@ -167,6 +179,7 @@ class Settings(_Section):
     serving: ServingSettings = ServingSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
     features: FeatureSettings = FeatureSettings()
+    campaigns: CampaignSettings = CampaignSettings()
     # Secrets come from the environment only, never from files; never logged.
     api_keys: tuple[str, ...] = Field(default=(), repr=False)
     admin_token: str | None = Field(default=None, repr=False)
@@ -207,6 +220,14 @@ class Settings(_Section):
         return self.mlflow.artifact_location.format(home=self.home.as_posix())
 
     @property
+    def campaign_database_url(self) -> str:
+        if self.campaigns.database_url:
+            return self.campaigns.database_url.format(home=self.home.as_posix())
+        if self.features.profile == "production":
+            return self.campaigns.production_database_url
+        return f"sqlite:///{(self.home / 'campaigns' / 'campaigns.db').as_posix()}"
+
+    @property
     def optuna_storage(self) -> str:
         if self.training.optuna_storage:
             return self.training.optuna_storage.format(home=self.home.as_posix())
@@ -219,6 +240,7 @@ class Settings(_Section):
             "tracking_uri": self.tracking_uri,
             "registry_uri": self.registry_uri,
             "optuna_storage": _redact(self.optuna_storage),
+            "campaign_database_url": _redact(self.campaign_database_url),
         }
         return data
 
