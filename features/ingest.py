@@ -31,6 +31,11 @@ if TYPE_CHECKING:
     from clm.settings import Settings
 
 MAX_REPORTED = 20
+# The longest CSV line accepted (bytes, without the line break). A transaction or customer
+# record is well under 1 KiB; a longer line is a broken export (a missing quote, a binary
+# blob), and reading it whole would cost memory in proportion. `--max-line-bytes` raises it.
+DEFAULT_MAX_LINE_BYTES = 1 << 20
+_SCAN_CHUNK = 8 << 20  # bytes read at a time by the line scan: its memory bound
 _BATCH_ROWS = 1_000_000  # rows per parquet row group: bounded memory, fixed layout
 DIRECTIONS: tuple[str, ...] = ("credit", "debit")
 CSV_SUFFIXES = (".csv", ".csv.gz")
@@ -122,9 +127,9 @@ class Problem:
         if self.row > 0:
             # Row as the user counts data rows; for CSV also the line an editor shows
             # (header = line 1, one line per record).
-            where.append(
-                f"row {self.row} (line {self.row + 1})" if self.is_csv else f"row {self.row}"
-            )
+            # For CSV also the line an editor shows (header = line 1), when it is known.
+            known = self.is_csv and self.line is not None
+            where.append(f"row {self.row} (line {self.line})" if known else f"row {self.row}")
         elif self.line is not None:
             where.append(f"line {self.line}")
         if self.column:
@@ -177,15 +182,30 @@ class Source:
     texts: set[str] = field(default_factory=set)  # columns with `__text_<column>`
     found: list[str] = field(default_factory=list)
     loaded: bool = False
+    given: str = ""  # the path as the user wrote it (a symlink is named, not its target)
+    # For a CSV whose quoted values hold line breaks: the line of a data row (else row + 1).
+    line_of: Any = None
 
     @property
     def label(self) -> str:
-        return str(self.path)
+        return self.given or str(self.path)
+
+    def row_line(self, row: int) -> int | None:
+        """The file line (header = 1) where data row `row` starts; None for parquet."""
+        if not self.is_csv:
+            return None
+        return self.line_of(row) if self.line_of is not None else row + 1  # type: ignore[no-any-return]
+
+    def where(self, row: int) -> str:
+        line = self.row_line(row)
+        return f"row {row} (line {line})" if line is not None else f"row {row}"
 
     def problem(
         self, message: str, row: int = 0, column: str | None = None, line: int | None = None
     ) -> Problem:
         shown = self.columns.get(column, column) if column else None
+        if row > 0 and line is None:
+            line = self.row_line(row)
         return Problem(self.order, row, self.label, message, shown, self.is_csv, line)
 
 
@@ -220,8 +240,107 @@ def _file_format(table: str, path: Path, problems: Problems, order: int) -> bool
     return None
 
 
+def _open_binary(path: Path) -> Any:
+    return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
+
+
+class _LineTooLong(Exception):
+    def __init__(self, line: int) -> None:
+        super().__init__(line)
+        self.line = line
+
+
+_MAX_BLANK_KEPT = 1_000_000  # blank lines whose number the scan keeps (8 bytes each)
+
+
+@dataclass(frozen=True)
+class LineCount:
+    """What the line scan of a CSV found: its lines, how many are blank, and (up to
+    `_MAX_BLANK_KEPT`) which: DuckDB skips blank lines, which shifts later rows' lines."""
+
+    lines: int
+    blank: int
+    blank_lines: Any  # sorted numpy int64 array of blank line numbers
+    blank_complete: bool
+
+
+def scan_lines(path: Path, max_line_bytes: int) -> LineCount:
+    """Count the lines of a CSV (LF or CRLF endings) in fixed-size chunks, raising
+    `_LineTooLong(line)` at the first line longer than `max_line_bytes`.
+
+    This runs before anything else reads the file: the header reader and DuckDB would
+    otherwise hold a whole line in memory (a 512 MB header line cost 3.2 GB), and DuckDB
+    silently drops a record longer than its read buffer. Memory stays at a few chunks
+    however long the line is: the scan stops as soon as the line passes the limit.
+    """
+    import numpy as np
+
+    line = 1  # the line the next byte belongs to
+    current = 0  # bytes of that line seen so far
+    last_byte = -1  # the byte before the current chunk (a CR of a CRLF split by the chunk)
+    blank = 0
+    blank_parts: list[Any] = []
+    with _open_binary(path) as handle:
+        while chunk := handle.read(_SCAN_CHUNK):
+            data = np.frombuffer(chunk, np.uint8)
+            ends = np.flatnonzero(data == 10)
+            if ends.size == 0:
+                current += data.size
+                if current > max_line_bytes:
+                    raise _LineTooLong(line)
+                last_byte = int(data[-1])
+                continue
+            lengths = np.diff(ends, prepend=-1) - 1
+            lengths[0] += current
+            too_long = np.flatnonzero(lengths > max_line_bytes)
+            if too_long.size:
+                raise _LineTooLong(line + int(too_long[0]))
+            # Blank: nothing but the line break (a lone CR before LF counts as nothing).
+            before = np.where(ends > 0, data[np.maximum(ends - 1, 0)], last_byte)
+            is_blank = np.flatnonzero((lengths == 0) | ((lengths == 1) & (before == 13)))
+            if is_blank.size:
+                if blank + is_blank.size <= _MAX_BLANK_KEPT:
+                    blank_parts.append(is_blank + line)
+                blank += int(is_blank.size)
+            line += ends.size
+            current = data.size - int(ends[-1]) - 1
+            if current > max_line_bytes:
+                raise _LineTooLong(line)
+            last_byte = int(data[-1])
+    kept = np.concatenate(blank_parts) if blank_parts else np.zeros(0, np.int64)
+    return LineCount(
+        lines=line if current else line - 1,
+        blank=blank,
+        blank_lines=kept,
+        blank_complete=kept.size == blank,
+    )
+
+
+def _lines_at(path: Path, offsets: list[int]) -> dict[int, int]:
+    """The line (1-based) holding each byte offset of the (decompressed) file, in one
+    streaming pass: the lines DuckDB reports count records, not the lines an editor
+    shows after a quoted line break."""
+    import numpy as np
+
+    wanted = sorted(set(offsets))
+    found: dict[int, int] = {}
+    newlines, position, i = 0, 0, 0
+    with _open_binary(path) as handle:
+        while i < len(wanted) and (chunk := handle.read(_SCAN_CHUNK)):
+            ends = np.flatnonzero(np.frombuffer(chunk, np.uint8) == 10) + position
+            while i < len(wanted) and wanted[i] < position + len(chunk):
+                found[wanted[i]] = newlines + int(np.searchsorted(ends, wanted[i])) + 1
+                i += 1
+            newlines += ends.size
+            position += len(chunk)
+    for offset in wanted[i:]:
+        found[offset] = newlines + 1
+    return found
+
+
 def _csv_header(path: Path) -> tuple[list[str], str]:
-    """The header's column names and the delimiter, read from the first line.
+    """The header's column names and the delimiter, read from the first line (which the
+    line scan has already bounded).
 
     We read the header ourselves and hand DuckDB the exact dialect: its sniffer,
     on a file with a malformed row, silently falls back to one column or skips
@@ -235,11 +354,19 @@ def _csv_header(path: Path) -> tuple[list[str], str]:
         raise ValueError("the file is empty or its first line (the header) is blank")
     counts = {d: first.count(d) for d in (",", ";", "\t", "|")}
     delimiter = max(counts, key=lambda d: counts[d]) if any(counts.values()) else ","
-    names = next(csv.reader(io.StringIO(first), delimiter=delimiter))
+    try:
+        names = next(csv.reader(io.StringIO(first), delimiter=delimiter))
+    except csv.Error as exc:
+        raise ValueError(str(exc)) from None
     return [n.strip() for n in names], delimiter
 
 
-def _load(con: duckdb.DuckDBPyConnection, source: Source, problems: Problems) -> None:
+def _load(
+    con: duckdb.DuckDBPyConnection,
+    source: Source,
+    problems: Problems,
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+) -> None:
     """Read and convert the file in one pass into DuckDB table `<table>_data`, seen
     through view `<table>` with `__row` (the 1-based data row: the table keeps the
     file's order). Each contract column holds its converted value (NULL where it does not
@@ -247,7 +374,23 @@ def _load(con: duckdb.DuckDBPyConnection, source: Source, problems: Problems) ->
     import duckdb
 
     path = _lit(str(source.path))
+    scan: LineCount | None = None
     if source.is_csv:
+        try:
+            scan = scan_lines(source.path, max_line_bytes)
+        except _LineTooLong as exc:
+            problems.add(
+                source.problem(
+                    f"line longer than {max_line_bytes:,} bytes, the limit for one line "
+                    "(a broken export or a quote that is never closed?); nothing after it "
+                    "was read. Fix the line, or raise the limit with --max-line-bytes",
+                    line=exc.line,
+                )
+            )
+            return
+        except (OSError, EOFError) as exc:
+            problems.add(source.problem(f"cannot read the file: {exc}"))
+            return
         try:
             names, delimiter = _csv_header(source.path)
         except (UnicodeDecodeError, ValueError, OSError) as exc:
@@ -263,9 +406,14 @@ def _load(con: duckdb.DuckDBPyConnection, source: Source, problems: Problems) ->
             return
         types = dict.fromkeys(names, "VARCHAR")
         columns = "{" + ", ".join(f"{_lit(n)}: 'VARCHAR'" for n in names) + "}"
+        # DuckDB silently drops a record longer than its read buffer: the scan above bounds
+        # each line, and a buffer many times the limit holds any record it lets through
+        # (a longer one, of several lines, is a reported reject, not a silent drop).
+        buffer = max(32 << 20, 16 * (max_line_bytes + 2))
         reader = (
             f"read_csv({path}, columns={columns}, header=true, auto_detect=false, skip=0, "
             f"sep={_lit(delimiter)}, quote='\"', escape='\"', comment='', null_padding=false, "
+            f"max_line_size={max_line_bytes + 2}, buffer_size={buffer}, "
             f"store_rejects=true, rejects_table='rejects_{source.table}', "
             f"rejects_scan='rejects_scan_{source.table}')"
         )
@@ -310,6 +458,20 @@ def _load(con: duckdb.DuckDBPyConnection, source: Source, problems: Problems) ->
             source.texts.add(f.name)
     if unusable:
         return
+    if source.is_csv:
+        # Line breaks inside quoted values (in any column, kept or not) make the following
+        # rows start further down the file: count the non-blank lines they add (a run of
+        # breaks adds one; its blank lines are among those the line scan counted).
+        select.append(
+            "CAST("
+            + " + ".join(
+                f"CASE WHEN contains({_q(n)}, chr(10)) THEN length(regexp_replace("
+                f"{_q(n)}, '[^\\n]*(\\r?\\n)+', 'x', 'g')) - length(regexp_replace("
+                f"{_q(n)}, '[^\\n]*(\\r?\\n)+', '', 'g')) ELSE 0 END"
+                for n in names
+            )
+            + " AS BIGINT) AS __extra_lines"
+        )
     try:
         con.execute(f"CREATE TABLE {source.table}_data AS SELECT {', '.join(select)} FROM {reader}")
     except duckdb.Error as exc:
@@ -317,24 +479,75 @@ def _load(con: duckdb.DuckDBPyConnection, source: Source, problems: Problems) ->
         problems.add(source.problem(f"cannot read the file as {kind}: {_first_line(exc)}"))
         return
     if source.is_csv:
+        assert scan is not None
         rejects = con.execute(
-            f"SELECT line, error_message FROM rejects_{source.table} ORDER BY line"
+            f"SELECT line, line_byte_position, error_message FROM rejects_{source.table} "
+            "ORDER BY line"
         ).fetchall()
         if rejects:
             # Records DuckDB could not split into fields: report them by line, and skip the
-            # value checks, whose row numbers the missing records would shift.
+            # value checks, whose row numbers the missing records would shift. DuckDB's
+            # line counts records; the line an editor shows comes from the byte offset.
+            shown = rejects[:MAX_REPORTED]
+            lines = _lines_at(source.path, [int(offset) for _, offset, _ in shown])
             problems.add_many(
                 [
-                    source.problem(f"malformed CSV record: {msg}", line=line)
-                    for line, msg in rejects[:MAX_REPORTED]
+                    source.problem(f"malformed CSV record: {msg}", line=lines[int(offset)])
+                    for _, offset, msg in shown
                 ],
                 len(rejects),
             )
             return
+        rows, extra = con.execute(
+            f"SELECT count(*), coalesce(sum(__extra_lines), 0) FROM {source.table}_data"
+        ).fetchall()[0]
+        if scan.lines - scan.blank != 1 + rows + extra:
+            # Never a silent drop: every non-blank line is the header, a row or part of one.
+            problems.add(
+                source.problem(
+                    f"the CSV reader read {rows:,} rows from {scan.lines:,} lines: "
+                    f"{scan.lines - scan.blank - 1 - rows - extra:,} lines were not read "
+                    "(a record the reader could not hold?); nothing was ingested"
+                )
+            )
+            return
+        source.line_of = _line_finder(con, source.table, int(extra), scan)
     con.execute(
         f"CREATE VIEW {source.table} AS SELECT rowid + 1 AS __row, * FROM {source.table}_data"
     )
     source.loaded = True
+
+
+def _line_finder(con: duckdb.DuckDBPyConnection, table: str, extra: int, scan: LineCount) -> Any:
+    """A function giving the file line where data row `row` starts (None when it cannot
+    be known): row + 1, plus the non-blank lines that quoted values of earlier rows
+    spill onto, plus the blank lines (skipped by DuckDB, or inside a value) before it."""
+    import numpy as np
+
+    blanks = scan.blank_lines
+
+    def line_of(row: int) -> int | None:
+        line = row + 1
+        if extra:
+            line += int(
+                con.execute(
+                    f"SELECT coalesce(sum(__extra_lines), 0) FROM {table}_data WHERE rowid < ?",
+                    [row - 1],
+                ).fetchall()[0][0]
+            )
+        base = line
+        while True:  # each blank line before the row moves it down one line
+            moved = base + int(np.searchsorted(blanks, line, side="right"))
+            if moved == line:
+                break
+            line = moved
+        if not scan.blank_complete and blanks.size and line > int(blanks[-1]):
+            return None
+        return line
+
+    if not extra and not scan.blank:
+        return None
+    return line_of
 
 
 def _first_line(exc: Exception) -> str:
@@ -554,11 +767,10 @@ def _check_duplicates(con: duckdb.DuckDBPyConnection, source: Source, problems: 
         """
     ).fetchall()
     if rows:
-        first = (lambda r: f"row {r} (line {r + 1})") if source.is_csv else (lambda r: f"row {r}")
         problems.add_many(
             [
                 source.problem(
-                    f"duplicate customer {_show(cid)} (first at {first(first_row)})",
+                    f"duplicate customer {_show(cid)} (first at {source.where(first_row)})",
                     row=r,
                     column="customer_id",
                 )
@@ -792,12 +1004,14 @@ def run_ingest(
     customers: Path | None = None,
     holdings: Path | None = None,
     progress: bool = True,
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
 ) -> dict[str, Any]:
     """Replace the workspace's raw tables by a bank's own files (a full load, all or nothing).
 
     Returns the summary also written to raw/meta.json: rows per table, customers,
     period. Raises `IngestError` listing every problem (file, row, column) when the
-    files are not valid; raw/ is then left exactly as it was.
+    files are not valid; raw/ is then left exactly as it was. A CSV line longer than
+    `max_line_bytes` is such a problem, found in bounded memory.
     """
     import duckdb
     from rich.console import Console
@@ -831,7 +1045,7 @@ def run_ingest(
         con.execute("SET enable_progress_bar = false")  # ours is rich's
         try:
             for source in sources.values():
-                _load(con, source, problems)
+                _load(con, source, problems, max_line_bytes)
                 if source.loaded:
                     _validate(con, source, problems)
                     if source.table == "customers":

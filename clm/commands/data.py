@@ -81,6 +81,14 @@ def ingest(
             help="Product holdings, CSV or parquet (customer_id, product, opened_date[, closed_date]).",
         ),
     ] = None,
+    max_line_bytes: Annotated[
+        int,
+        typer.Option(
+            "--max-line-bytes",
+            min=1024,
+            help="Longest CSV line accepted, in bytes (default 1 MiB); a longer line is an error.",
+        ),
+    ] = 1 << 20,
 ) -> None:
     """Import a bank's own data (README: 'A bank's own data') into the raw tables; all or nothing."""
     state: State = ctx.obj
@@ -88,5 +96,9 @@ def ingest(
         from features.ingest import run_ingest
 
         run_ingest(
-            state.settings, transactions=transactions, customers=customers, holdings=holdings
+            state.settings,
+            transactions=transactions,
+            customers=customers,
+            holdings=holdings,
+            max_line_bytes=max_line_bytes,
         )
