@@ -40,6 +40,15 @@ _BATCH_ROWS = 1_000_000  # rows per parquet row group: bounded memory, fixed lay
 DIRECTIONS: tuple[str, ...] = ("credit", "debit")
 CSV_SUFFIXES = (".csv", ".csv.gz")
 PARQUET_SUFFIXES = (".parquet", ".pq")
+# What text may look like, checked before DuckDB's casts, which are lenient where a bank's
+# export must not be: they take `1_000` as 1000, `+25:00` as an offset and zone names
+# (`Europe/Paris`) where an offset is expected, silently shifting the instant.
+_TIMESTAMP_TEXT = (
+    r"\d{4}-\d{2}-\d{2}"
+    r"([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?"  # a time: hh:mm[:ss[.fraction]]
+    r"([Zz]|[+-](0\d|1[0-3])(:?[0-5]\d)?|[+-]14(:?00)?)?)?"  # an offset within ±14:00
+)
+_NUMBER_TEXT = r"[+-]?((\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|(?i:nan|inf|infinity))"
 # Plausibility bounds: a year outside them is a typo or a sentinel (0001-01-01), and
 # would otherwise stretch the data period over centuries.
 MIN_YEAR, MAX_YEAR = 1900, 2100
@@ -89,7 +98,10 @@ TABLES: dict[str, tuple[Field, ...]] = {
 }
 
 _KIND_HELP = {
-    "timestamp": "not a timestamp (use ISO 8601: 2024-01-31 13:45:00, 2024-01-31T13:45:00+01:00 or 2024-01-31)",
+    "timestamp": (
+        "not a timestamp (use ISO 8601: 2024-01-31 13:45:00, 2024-01-31T13:45:00+01:00 or "
+        "2024-01-31; an offset within ±14:00 or Z, not a zone name)"
+    ),
     "date": "not a date (use ISO 8601: 2024-01-31)",
     "amount": "not a number (use a dot for decimals and no thousands separators: -1234.56)",
     "year": f"not a four-digit year between {MIN_YEAR} and {MAX_YEAR}",
@@ -219,11 +231,11 @@ def _lit(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _file_format(table: str, path: Path, problems: Problems, order: int) -> bool | None:
+def _file_format(table: str, path: Path, problems: Problems, order: int, given: str) -> bool | None:
     """True for CSV, False for parquet, None (with a problem) for anything else."""
     name = path.name.lower()
     if not path.is_file():
-        problems.add(Problem(order, 0, str(path), f"{table} file not found"))
+        problems.add(Problem(order, 0, given, f"{table} file not found"))
         return None
     if name.endswith(CSV_SUFFIXES):
         return True
@@ -233,7 +245,7 @@ def _file_format(table: str, path: Path, problems: Problems, order: int) -> bool
         Problem(
             order,
             0,
-            str(path),
+            given,
             f"unsupported file type for {table}: use CSV (.csv, .csv.gz) or parquet (.parquet)",
         )
     )
@@ -577,6 +589,11 @@ def _is_numeric(typ: str) -> bool:
     return typ.startswith(_NUMERIC)
 
 
+def _when_matches(text: str, pattern: str, sql_type: str) -> str:
+    """SQL: the text cast to `sql_type` when all of it matches `pattern`, else NULL."""
+    return f"CASE WHEN regexp_full_match({text}, {_lit(pattern)}) THEN TRY_CAST({text} AS {sql_type}) END"
+
+
 def _parse_expr(f: Field, column: str, typ: str) -> tuple[str, str | None] | None:
     """SQL turning the file's column into the contract's type (NULL where it fails) and,
     when that can fail, SQL for the value as given; None when the column's stored type
@@ -596,7 +613,7 @@ def _parse_expr(f: Field, column: str, typ: str) -> tuple[str, str | None] | Non
     if f.kind == "timestamp":
         if is_text:
             # The session time zone is UTC: text without an offset is taken as UTC.
-            return f"TRY_CAST({text} AS TIMESTAMPTZ)", given
+            return _when_matches(text, _TIMESTAMP_TEXT, "TIMESTAMPTZ"), given
         if "TIME ZONE" in typ or typ.startswith("TIMESTAMPTZ"):
             return f"CAST({col} AS TIMESTAMPTZ)", None  # (nanoseconds are cut to µs)
         if typ.startswith("TIMESTAMP") or typ == "DATE":
@@ -604,18 +621,20 @@ def _parse_expr(f: Field, column: str, typ: str) -> tuple[str, str | None] | Non
         return None
     if f.kind == "date":
         if is_text:
-            return f"TRY_CAST({text} AS DATE)", given
+            return _when_matches(text, _TIMESTAMP_TEXT, "DATE"), given
         if typ == "DATE" or typ.startswith("TIMESTAMP"):
             return f"CAST({col} AS DATE)", None
         return None
     if f.kind == "amount":
         if is_text:
-            return f"TRY_CAST({text} AS DOUBLE)", given
+            return _when_matches(text, _NUMBER_TEXT, "DOUBLE"), given
         return (f"CAST({col} AS DOUBLE)", None) if _is_numeric(typ) else None
     if f.kind == "year":
         if not (is_text or _is_numeric(typ)):
             return None
-        number = f"TRY_CAST({text} AS DOUBLE)"
+        number = (
+            _when_matches(text, _NUMBER_TEXT, "DOUBLE") if is_text else f"CAST({col} AS DOUBLE)"
+        )
         return (
             f"CASE WHEN {number} = round({number}) AND {number} BETWEEN {MIN_YEAR} AND {MAX_YEAR} "
             f"THEN CAST({number} AS BIGINT) END",
@@ -680,7 +699,19 @@ def _validate(con: duckdb.DuckDBPyConnection, source: Source, problems: Problems
         else:
             given = f"{name} IS NOT NULL"
         if f.kind == "id":
-            _check(con, problems, source, f.name, f"{name} IS NULL", "customer id is empty")
+            what = f.name.replace("_", " ")
+            _check(con, problems, source, f.name, f"{name} IS NULL", f"{what} is empty")
+            _check(
+                con,
+                problems,
+                source,
+                f.name,
+                f"regexp_matches({name}, '[\\x00-\\x1f\\x7f]')",
+                lambda v, what=what: (
+                    f"{what} {_show(v)} contains a control character (NUL, tab, line break): "
+                    "ids must be printable text"
+                ),
+            )
             continue
         if f.required:
             _check(
@@ -1022,10 +1053,11 @@ def run_ingest(
     for order, (table, path) in enumerate(given.items()):
         if path is None:
             continue
-        path = Path(path).expanduser().resolve()
-        is_csv = _file_format(table, path, problems, order)
+        # Messages name the file as the user gave it (a symlink, not its target).
+        absolute = Path(path).expanduser().absolute()
+        is_csv = _file_format(table, absolute, problems, order, str(path))
         if is_csv is not None:
-            sources[table] = Source(table, path, order, is_csv)
+            sources[table] = Source(table, absolute, order, is_csv, given=str(path))
     problems.raise_if_any()
 
     raw_dir = settings.raw_dir

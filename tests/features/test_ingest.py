@@ -589,3 +589,55 @@ def test_rows_after_quoted_line_breaks_and_blank_lines_name_their_file_line(
     text = 'customer_id,timestamp,amount,note\n1,2024-01-01,1,"a\nb"\n2,2024-01-02,1,x,y\n'
     message = _rejected(_settings(tmp_path), transactions=_csv(tmp_path / "r.csv", text))
     assert "r.csv, line 4: malformed CSV record" in message
+
+
+# --------------------------------------------------------------------------- lenient casts
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "what"),
+    [
+        ("timestamp", "2024-01-01 10:00:00+25:00", "is not a timestamp"),
+        ("timestamp", "2024-01-01T10:00:00+14:30", "is not a timestamp"),
+        ("timestamp", "2024-01-01 10:00:00 Europe/Paris", "is not a timestamp"),
+        ("timestamp", "2024-01-01T10:00:00America/New_York", "is not a timestamp"),
+        ("amount", "1_000", "is not a number"),
+        ("amount", "0x10", "is not a number"),
+        ("customer_id", "a\x00b", "contains a control character"),
+        ("customer_id", "a\tb", "contains a control character"),
+    ],
+)
+def test_values_duckdb_would_misread_are_rejected(
+    tmp_path: Path, column: str, value: str, what: str
+) -> None:
+    """Issue 10 defect 10: `+25:00` and zone names were taken as offsets (shifting the
+    instant), `1_000` was 1000, and a NUL went into an id."""
+    row = {"customer_id": "1", "timestamp": "2024-01-01", "amount": "1"} | {column: value}
+    text = "customer_id,timestamp,amount\n" + ",".join(row.values()) + "\n"
+    message = _rejected(_settings(tmp_path), transactions=_csv(tmp_path / "t.csv", text))
+    assert f"t.csv, row 1 (line 2), column '{column}': " in message
+    assert f"{value!r} {what}" in message
+
+
+def test_offsets_up_to_14_hours_and_plain_numbers_are_accepted(tmp_path: Path) -> None:
+    text = """
+customer_id,timestamp,amount
+1,2024-01-01T10:00:00+14:00,1e3
+2,2024-01-01T10:00:00-0530,-.5
+3,2024-01-01 10:00Z,+12.
+"""
+    settings = _settings(tmp_path)
+    _ingest(settings, transactions=_csv(tmp_path / "t.csv", text))
+    rows = {r["customer_id"]: r for r in _transactions(settings).to_pylist()}
+    assert rows["1"]["timestamp"] == datetime(2023, 12, 31, 20, tzinfo=UTC)
+    assert rows["2"]["timestamp"] == datetime(2024, 1, 1, 15, 30, tzinfo=UTC)
+    assert [rows[c]["amount"] for c in "123"] == [1000.0, -0.5, 12.0]
+
+
+def test_messages_name_the_path_given_not_a_symlinks_target(tmp_path: Path) -> None:
+    target = _csv(tmp_path / "export-2024-12-01.csv", "customer_id,timestamp,amount\n1,x,1\n")
+    link = tmp_path / "latest.csv"
+    link.symlink_to(target)
+    message = _rejected(_settings(tmp_path), transactions=link)
+    assert f"{link}, row 1 (line 2), column 'timestamp'" in message
+    assert "export-2024-12-01" not in message
