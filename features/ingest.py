@@ -97,6 +97,18 @@ TABLES: dict[str, tuple[Field, ...]] = {
     ),
 }
 
+# What each optional table adds; an ingest without it says so (summary "absent", meta.json).
+OPTIONAL_TABLES: dict[str, str] = {
+    "customers": (
+        "customer attributes (age, tenure from signup, region, tier, segment, payroll) are "
+        "missing; the customers are the ids seen in the transactions"
+    ),
+    "holdings": (
+        "product features are missing, propensity cannot be trained, and churn is "
+        "'no transaction in the next 90 days'"
+    ),
+}
+
 _KIND_HELP = {
     "timestamp": (
         "not a timestamp (use ISO 8601: 2024-01-31 13:45:00, 2024-01-31T13:45:00+01:00 or "
@@ -1020,6 +1032,7 @@ def _write_tables(
         "rows": rows,
         "columns": columns,
         "inputs": {table: str(s.path) for table, s in sources.items()},
+        "absent": {t: why for t, why in OPTIONAL_TABLES.items() if t not in sources},
     }
     (staging / "meta.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return summary
@@ -1112,6 +1125,8 @@ def _print_summary(console: Any, summary: dict[str, Any]) -> None:
     for name, count in summary["rows"].items():
         table.add_row(name, f"{count:,}", ", ".join(summary["columns"][name]))
     console.print(table)
+    for name, why in summary.get("absent", {}).items():
+        console.print(f"absent: {name} table (optional) - {why}")
     console.print(
         f"{summary['customers']:,} customers, {summary['start_month']} to {summary['end_month']} "
         f"({summary['months']} months). Next: clm features build"

@@ -641,3 +641,28 @@ def test_messages_name_the_path_given_not_a_symlinks_target(tmp_path: Path) -> N
     message = _rejected(_settings(tmp_path), transactions=link)
     assert f"{link}, row 1 (line 2), column 'timestamp'" in message
     assert "export-2024-12-01" not in message
+
+
+def test_transaction_only_ingest_says_which_optional_tables_are_absent(tmp_path: Path) -> None:
+    """Issue 11: a bank with only customer_id, timestamp, amount gets through `clm ingest`
+    and is told what the missing tables cost."""
+    from typer.testing import CliRunner
+
+    from clm.cli import app
+
+    txn = _csv(tmp_path / "t.csv", MANDATORY)
+    home = tmp_path / "ws"
+    result = CliRunner().invoke(app, ["--home", str(home), "ingest", "--transactions", str(txn)])
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert "absent: customers table (optional) - customer attributes" in output
+    assert "absent: holdings table (optional) - product features are missing, propensity" in output
+    meta = json.loads((home / "raw" / "meta.json").read_text())
+    assert set(meta["absent"]) == {"customers", "holdings"}
+    assert meta["rows"] == {"transactions": 3, "customers": 2}
+
+    holdings = _csv(
+        tmp_path / "h.csv", "customer_id,product,opened_date\n00042,current_account,2020-01-01\n"
+    )
+    summary = _ingest(Settings.load(home=home, env={}), transactions=txn, holdings=holdings)
+    assert set(summary["absent"]) == {"customers"}
