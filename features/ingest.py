@@ -16,6 +16,7 @@ import csv
 import gzip
 import io
 import json
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,7 +96,17 @@ TABLES: dict[str, tuple[Field, ...]] = {
         Field("opened_date", "date", required=True),
         Field("closed_date", "date"),
     ),
+    # Who a bank's CRM actually contacted (issue 13): campaign evaluation compares it with
+    # the campaign's treatment group (intent-to-treat vs treated). Channels are the bank's
+    # own words (lower-cased), like regions.
+    "contacts": (
+        Field("customer_id", "id", required=True),
+        Field("campaign_id", "id", required=True),
+        Field("contacted_at", "timestamp", required=True),
+        Field("channel", "category"),
+    ),
 }
+CONTACTS_FILE = "contacts.parquet"  # raw/contacts.parquet
 
 # What each optional table adds; an ingest without it says so (summary "absent", meta.json).
 OPTIONAL_TABLES: dict[str, str] = {
@@ -106,6 +117,10 @@ OPTIONAL_TABLES: dict[str, str] = {
     "holdings": (
         "product features are missing, propensity cannot be trained, and churn is "
         "'no transaction in the next 90 days'"
+    ),
+    "contacts": (
+        "campaign evaluation reports intent-to-treat only (who the CRM actually reached is "
+        "unknown); add it later with `clm ingest --contacts FILE`"
     ),
 }
 
@@ -824,13 +839,18 @@ def _check_duplicates(con: duckdb.DuckDBPyConnection, source: Source, problems: 
 
 
 def _check_known_customers(
-    con: duckdb.DuckDBPyConnection, source: Source, customers: Source, problems: Problems
+    con: duckdb.DuckDBPyConnection,
+    source: Source,
+    known: str,
+    where: str,
+    problems: Problems,
 ) -> None:
-    """Transactions and holdings must belong to customers of the customer file."""
+    """Every row's customer must be among `known` (SQL giving `customer_id`), described to
+    the user as `where` ("the customer file x.csv")."""
     rows = con.execute(
         f"""
         SELECT min(__row) AS first_row, customer_id, count(*) AS n, count(*) OVER () FROM {source.table}
-        WHERE customer_id IS NOT NULL AND customer_id NOT IN (SELECT customer_id FROM customers
+        WHERE customer_id IS NOT NULL AND customer_id NOT IN (SELECT customer_id FROM ({known})
                                                               WHERE customer_id IS NOT NULL)
         GROUP BY customer_id ORDER BY first_row LIMIT {MAX_REPORTED}
         """
@@ -839,7 +859,7 @@ def _check_known_customers(
         problems.add_many(
             [
                 source.problem(
-                    f"customer {_show(cid)} is not in the customer file {customers.label}"
+                    f"customer {_show(cid)} is not in {where}"
                     + (f" ({n} rows of this customer)" if n > 1 else ""),
                     row=r,
                     column="customer_id",
@@ -1010,14 +1030,11 @@ def _write_tables(
         con, "customers", customers_query, staging / "customers.parquet"
     )
 
-    if "holdings" in sources:
-        holdings_query = (
-            f"SELECT {', '.join(_columns(sources['holdings']))} FROM holdings ORDER BY __row"
-        )
-        columns["holdings"], rows["holdings"] = _copy(
-            con, "holdings", holdings_query, staging / "holdings.parquet"
-        )
-    tick("customers and holdings written")
+    for table, file in (("holdings", "holdings.parquet"), ("contacts", CONTACTS_FILE)):
+        if table in sources:
+            query = f"SELECT {', '.join(_columns(sources[table]))} FROM {table} ORDER BY __row"
+            columns[table], rows[table] = _copy(con, table, query, staging / file)
+    tick("customers, holdings and contacts written")
 
     start, end = months[0], months[-1]
     summary: dict[str, Any] = {
@@ -1044,9 +1061,10 @@ def _write_tables(
 def run_ingest(
     settings: Settings,
     *,
-    transactions: Path,
+    transactions: Path | None = None,
     customers: Path | None = None,
     holdings: Path | None = None,
+    contacts: Path | None = None,
     progress: bool = True,
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
 ) -> dict[str, Any]:
@@ -1056,11 +1074,27 @@ def run_ingest(
     period. Raises `IngestError` listing every problem (file, row, column) when the
     files are not valid; raw/ is then left exactly as it was. A CSV line longer than
     `max_line_bytes` is such a problem, found in bounded memory.
+
+    With `contacts` alone (no `transactions`), only the contacts table of the existing
+    raw tables is replaced (their customers must be among raw/customers.parquet); the
+    other tables stay as they are.
     """
     import duckdb
     from rich.console import Console
 
-    given = {"transactions": transactions, "customers": customers, "holdings": holdings}
+    given = {
+        "transactions": transactions,
+        "customers": customers,
+        "holdings": holdings,
+        "contacts": contacts,
+    }
+    if transactions is None and (customers is not None or holdings is not None):
+        raise IngestError(
+            "ingest is a full load: give --transactions with --customers/--holdings "
+            "(only --contacts may be ingested alone, into the existing raw tables)"
+        )
+    if transactions is None and contacts is None:
+        raise IngestError("nothing to ingest: give --transactions (a full load) or --contacts")
     problems = Problems()
     sources: dict[str, Source] = {}
     for order, (table, path) in enumerate(given.items()):
@@ -1072,6 +1106,8 @@ def run_ingest(
         if is_csv is not None:
             sources[table] = Source(table, absolute, order, is_csv, given=str(path))
     problems.raise_if_any()
+    if transactions is None:
+        return _ingest_contacts_only(settings, sources["contacts"], progress, max_line_bytes)
 
     raw_dir = settings.raw_dir
     with (
@@ -1100,9 +1136,23 @@ def run_ingest(
             if txn.loaded and _count(con, "SELECT * FROM transactions") == 0:
                 problems.add(txn.problem("the file has no transactions"))
             if cust is not None and cust.loaded:
-                for other in (txn, sources.get("holdings")):
+                for other in (txn, sources.get("holdings"), sources.get("contacts")):
                     if other is not None and other.loaded:
-                        _check_known_customers(con, other, cust, problems)
+                        _check_known_customers(
+                            con,
+                            other,
+                            "SELECT customer_id FROM customers",
+                            f"the customer file {cust.label}",
+                            problems,
+                        )
+            elif (contact := sources.get("contacts")) is not None and contact.loaded:
+                known = "SELECT customer_id FROM transactions"
+                where = f"the transactions file {txn.label}"
+                if (hold := sources.get("holdings")) is not None:
+                    known += " UNION SELECT customer_id FROM holdings"
+                    where += f" or the holdings file {hold.label}"
+                if txn.loaded and (hold is None or hold.loaded):
+                    _check_known_customers(con, contact, known, where, problems)
             problems.raise_if_any()
             summary = _write_tables(con, staging, sources, tick)
         finally:
@@ -1112,6 +1162,93 @@ def run_ingest(
     summary["raw_dir"] = str(raw_dir)
     if progress:
         _print_summary(Console(), summary)
+    return summary
+
+
+def _link_tree(source: Path, target: Path, skip: set[str]) -> None:
+    """Hard-link every file of `source` into the empty directory `target` (a copy where
+    links are refused), except the top-level names in `skip`: an unchanged table costs
+    no copy, and the old tree stays intact for its readers until the swap."""
+    for path in sorted(source.rglob("*")):
+        relative = path.relative_to(source)
+        if relative.parts[0] in skip or relative.parts[0].startswith("."):
+            continue
+        out = target / relative
+        if path.is_dir():
+            out.mkdir(parents=True, exist_ok=True)
+            continue
+        out.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(path, out)
+        except OSError:
+            shutil.copy2(path, out)
+
+
+def _ingest_contacts_only(
+    settings: Settings, source: Source, progress: bool, max_line_bytes: int
+) -> dict[str, Any]:
+    """Replace raw/contacts.parquet (and meta.json's account of it) in the existing raw
+    tables, all or nothing: a new raw/ of links to the unchanged files is swapped in."""
+    import duckdb
+    from rich.console import Console
+
+    raw_dir = settings.raw_dir
+    atomic.recover_dir(raw_dir)
+    customers_file = raw_dir / "customers.parquet"
+    if not customers_file.is_file():
+        raise IngestError(
+            f"no raw tables in {raw_dir} to add contacts to: run `clm ingest --transactions ...` "
+            "(or `clm simulate`) first, or give --contacts with --transactions"
+        )
+    problems = Problems()
+    with (
+        step_progress("reading contacts", 3, progress) as advance,
+        atomic.staged_dir(raw_dir) as staging,
+    ):
+        con = duckdb.connect(
+            config={"memory_limit": "4GB", "temp_directory": str(staging / ".duckdb-tmp")}
+        )
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute("SET enable_progress_bar = false")
+        try:
+            _load(con, source, problems, max_line_bytes)
+            if source.loaded:
+                _validate(con, source, problems)
+                _check_known_customers(
+                    con,
+                    source,
+                    f"SELECT customer_id FROM read_parquet({_lit(str(customers_file))})",
+                    f"the workspace's customers ({customers_file})",
+                    problems,
+                )
+            advance(description="contacts read and checked")
+            problems.raise_if_any()
+            query = f"SELECT {', '.join(_columns(source))} FROM contacts ORDER BY __row"
+            columns, rows = _copy(con, "contacts", query, staging / CONTACTS_FILE)
+        finally:
+            con.close()
+        shutil.rmtree(staging / ".duckdb-tmp", ignore_errors=True)
+        advance(description="contacts written")
+        _link_tree(raw_dir, staging, skip={CONTACTS_FILE, "meta.json"})
+        meta_path = raw_dir / "meta.json"
+        meta: dict[str, Any] = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        meta.setdefault("rows", {})["contacts"] = rows
+        meta.setdefault("columns", {})["contacts"] = columns
+        meta.setdefault("inputs", {})["contacts"] = str(source.path)
+        meta.get("absent", {}).pop("contacts", None)
+        (staging / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        advance(description="replacing raw/")
+    summary = {
+        "raw_dir": str(raw_dir),
+        "rows": {"contacts": rows},
+        "columns": {"contacts": columns},
+        "inputs": {"contacts": str(source.path)},
+    }
+    if progress:
+        Console().print(
+            f"{rows:,} contacts ingested into {raw_dir / CONTACTS_FILE} "
+            f"(columns: {', '.join(columns)}); the other raw tables are unchanged"
+        )
     return summary
 
 

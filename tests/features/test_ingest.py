@@ -658,11 +658,87 @@ def test_transaction_only_ingest_says_which_optional_tables_are_absent(tmp_path:
     assert "absent: customers table (optional) - customer attributes" in output
     assert "absent: holdings table (optional) - product features are missing, propensity" in output
     meta = json.loads((home / "raw" / "meta.json").read_text())
-    assert set(meta["absent"]) == {"customers", "holdings"}
+    assert set(meta["absent"]) == {"customers", "holdings", "contacts"}
     assert meta["rows"] == {"transactions": 3, "customers": 2}
 
     holdings = _csv(
         tmp_path / "h.csv", "customer_id,product,opened_date\n00042,current_account,2020-01-01\n"
     )
     summary = _ingest(Settings.load(home=home, env={}), transactions=txn, holdings=holdings)
-    assert set(summary["absent"]) == {"customers"}
+    assert set(summary["absent"]) == {"customers", "contacts"}
+
+
+# --------------------------------------------------------------------------- contacts
+
+CONTACTS = """
+customer_id,campaign_id,contacted_at,channel
+00042,12,2024-02-01T10:00:00+01:00,Call
+7,12,2024-02-02,
+"""
+
+
+def test_contacts_in_a_full_load_are_validated_like_the_other_tables(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    txn = _csv(tmp_path / "t.csv", MANDATORY)
+    summary = _ingest(settings, transactions=txn, contacts=_csv(tmp_path / "c.csv", CONTACTS))
+    assert summary["rows"]["contacts"] == 2 and "contacts" not in summary["absent"]
+    table = pq.read_table(settings.raw_dir / "contacts.parquet")
+    assert table.schema.field("contacted_at").type == pa.timestamp("us", tz="UTC")
+    assert table.to_pylist() == [
+        {
+            "customer_id": "00042",
+            "campaign_id": "12",
+            "contacted_at": datetime(2024, 2, 1, 9, tzinfo=UTC),
+            "channel": "call",
+        },
+        {
+            "customer_id": "7",
+            "campaign_id": "12",
+            "contacted_at": datetime(2024, 2, 2, tzinfo=UTC),
+            "channel": None,
+        },
+    ]
+    bad = _csv(
+        tmp_path / "bad.csv",
+        "customer_id,campaign_id,contacted_at\n00042,,2024-02-01\n99,12,2024-02-31\n",
+    )
+    message = _rejected(_settings(tmp_path / "b"), transactions=txn, contacts=bad)
+    assert "bad.csv, row 1 (line 2), column 'campaign_id': campaign id is empty" in message
+    assert (
+        "bad.csv, row 2 (line 3), column 'contacted_at': '2024-02-31' is not a timestamp" in message
+    )
+    assert (
+        "bad.csv, row 2 (line 3), column 'customer_id': customer '99' is not in the transactions file"
+        in message
+    )
+
+
+def test_contacts_alone_replace_only_the_contacts_of_the_raw_tables(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    contacts = _csv(tmp_path / "c.csv", CONTACTS)
+    with pytest.raises(IngestError, match="no raw tables"):
+        _ingest(settings, contacts=contacts)
+    with pytest.raises(IngestError, match="full load"):
+        _ingest(settings, holdings=contacts)
+
+    _ingest(settings, transactions=_csv(tmp_path / "t.csv", MANDATORY))
+    before = _hashes(settings.raw_dir)
+    assert _ingest(settings, contacts=contacts)["rows"] == {"contacts": 2}
+    after = _hashes(settings.raw_dir)
+    assert set(after) == set(before) | {"contacts.parquet"}
+    assert {k: v for k, v in after.items() if k not in ("contacts.parquet", "meta.json")} == {
+        k: v for k, v in before.items() if k != "meta.json"
+    }
+    meta = json.loads((settings.raw_dir / "meta.json").read_text())
+    assert meta["rows"]["contacts"] == 2 and "contacts" not in meta["absent"]
+    assert meta["rows"]["transactions"] == 3
+
+    # A contact of a customer the workspace does not have: rejected, nothing changes.
+    bad = _csv(tmp_path / "bad.csv", "customer_id,campaign_id,contacted_at\nC404,12,2024-02-01\n")
+    message = _rejected(settings, contacts=bad)
+    assert (
+        "bad.csv, row 1 (line 2), column 'customer_id': customer 'C404' is not in the workspace's customers"
+        in message
+    )
+    assert _hashes(settings.raw_dir) == after
+    assert _siblings(settings) == ["raw"]
