@@ -22,6 +22,7 @@ import numpy as np
 
 from clm import metrics
 from clm.domain import PROPENSITY_PRODUCTS
+from clm.families import spec
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -260,7 +261,8 @@ def baseline_gates(family: str, values: dict[str, float]) -> list[dict[str, Any]
     Missing values fail: a version that cannot be compared is not trusted.
     """
     gates = []
-    if family == "stage":
+    task = spec(family).task
+    if task == "multiclass":
         for metric, lower in (("log_loss", True), ("macro_f1", False)):
             model = values.get(metric, float("nan"))
             base = values.get(f"baseline_{metric}", float("nan"))
@@ -275,9 +277,9 @@ def baseline_gates(family: str, values: dict[str, float]) -> list[dict[str, Any]
                 )
             )
         return gates
-    prefix = "mean_" if family == "propensity" else ""
+    prefix = "mean_" if task == "per_product" else ""
     model_auc = values.get(f"{prefix}auc", float("nan"))
-    if family == "churn":
+    if task == "binary":
         # The churn probability is read as a probability (risk bands): it must be a
         # better forecast than the constant base rate, by log loss.
         model_ll = values.get("log_loss", float("nan"))
@@ -317,7 +319,7 @@ def _train_columns(training_set: TrainingSet) -> pd.DataFrame:
 
     frame = training_set.frame
     columns = [*label_columns(training_set.family)]
-    if training_set.family == "stage":
+    if spec(training_set.family).task == "multiclass":
         columns.append("stage")
     elif RECENCY_FEATURE in frame.columns:
         columns.append(RECENCY_FEATURE)
@@ -336,11 +338,11 @@ def compare(
     from training import evaluate
     from training.data import stage_index
 
-    family = training_set.family
+    task = spec(training_set.family).task
     train = _train_columns(training_set)
-    if family == "churn":
+    if task == "binary":
         return churn_baselines(train, test, scores["churn_probability"].to_numpy())
-    if family == "propensity":
+    if task == "per_product":
         return propensity_baselines(train, test, scores)
     stay = evaluate.stay_rate(stage_index(train["stage"]), stage_index(train["stage_next"]))
     model = evaluate.family_metrics("stage", scores, test)
