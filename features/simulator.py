@@ -57,6 +57,16 @@ def run_simulation(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Simulate the bank and write its raw tables; returns the meta dict (also raw/meta.json)."""
+    if scenario == "retail_purchases":  # transaction-only log: features/simulation/retail.py
+        from features.simulation.retail import run_retail
+
+        _validate(customers, months, seed, "baseline", shock_month, start_month)
+        retail = run_retail(
+            settings, customers=customers, months=months, seed=seed, start_month=start_month
+        )
+        if progress:
+            _summary(retail, settings.raw_dir)
+        return retail
     from features.simulation import tables
     from features.simulation.bank import ChunkBank
     from features.simulation.oracle import StreamingAUC

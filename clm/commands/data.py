@@ -30,7 +30,11 @@ def simulate(
         int, typer.Option("--seed", "-s", help="Random seed: the same seed gives the same bank.")
     ] = 7,
     scenario: Annotated[
-        str, typer.Option("--scenario", help="baseline or rate_shock.")
+        str,
+        typer.Option(
+            "--scenario",
+            help="baseline, rate_shock, or retail_purchases (a transaction-only purchase log).",
+        ),
     ] = "baseline",
     shock_month: Annotated[
         int | None,
