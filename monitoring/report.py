@@ -374,7 +374,7 @@ def run_report(
     from clm.progress import step_progress
     from clm.segments import SEGMENTS
     from monitoring import inputs
-    from monitoring.drift import _print_verdicts, compare_populations
+    from monitoring.drift import compare_populations, print_verdicts
     from monitoring.performance import performance_summaries
     from monitoring.quality import worst
     from monitoring.runlog import log_to_mlflow
@@ -386,6 +386,8 @@ def run_report(
     folder = settings.reports_dir / "risk"
     folder.mkdir(parents=True, exist_ok=True)
     slug = window.label.replace(" ", "-")
+    # Date-stamped: a report never overwrites an earlier one of the same period.
+    stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%SZ")
     verdicts = {}
     with step_progress("risk report", len(wanted), progress, transient=True) as advance:
         for family in wanted:
@@ -417,7 +419,18 @@ def run_report(
                     )
                 ]
             verdict = worst([(drift or {}).get("verdict", "grey"), performance["verdict"]])
-            reasons = [*(drift or {}).get("red_reasons", []), *performance["red_reasons"]]
+            drift_reasons = (
+                drift["reasons"]
+                if drift
+                else ["GREY: not enough data (n = 0 production predictions in the period)"]
+            )
+            reasons = [
+                *drift_reasons,
+                *[
+                    f"{r.split(': ', 1)[0]}: performance: {r.split(': ', 1)[1]}"
+                    for r in performance["reasons"]
+                ],
+            ]
             html_text = render_report(
                 family=family,
                 registered_name=champion.registered_name,
@@ -432,9 +445,9 @@ def run_report(
                 thresholds=settings.monitoring.model_dump(),
                 generated=pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
             )
-            path = folder / f"{family}-{slug}.html"
+            path = folder / f"{family}-{slug}-{stamp}.html"
             atomic.write_text(path, html_text)
-            summary_path = folder / f"{family}-{slug}.json"
+            summary_path = path.with_suffix(".json")
             atomic.write_json(
                 summary_path,
                 {
@@ -442,7 +455,8 @@ def run_report(
                     "period": window.label,
                     "version": champion.version,
                     "verdict": verdict,
-                    "red_reasons": reasons,
+                    "reasons": reasons,
+                    "red_reasons": [r[5:] for r in reasons if r.startswith("RED: ")],
                     "drift": drift,
                     "performance": performance,
                 },
@@ -460,9 +474,9 @@ def run_report(
                 metrics={},
                 artifacts=[path, summary_path],
             )
-            verdicts[family] = (verdict, path, reasons)
+            verdicts[family] = (verdict, [path, summary_path], reasons)
             advance()
-    _print_verdicts(verdicts)
+    print_verdicts(verdicts)
     return 1 if any(v[0] == "red" for v in verdicts.values()) else 0
 
 

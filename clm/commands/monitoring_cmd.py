@@ -34,13 +34,22 @@ def drift(
             "--current", help="A batch-scored parquet file to compare instead of the log."
         ),
     ] = None,
+    traffic: Annotated[
+        str,
+        typer.Option(
+            "--traffic",
+            help="Log rows judged: production (/score and batch, default), score_features, shadow or all.",
+        ),
+    ] = "production",
 ) -> None:
     """PSI/CSI against the champion's reference sample, data quality, Evidently report; exit 1 if red."""
     state: State = ctx.obj
     with user_errors():
         from monitoring.drift import run_drift
 
-        code = run_drift(state.settings, model=model, window=window, current=current)
+        code = run_drift(
+            state.settings, model=model, window=window, current=current, traffic=traffic
+        )
     raise typer.Exit(code)
 
 

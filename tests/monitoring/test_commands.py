@@ -61,14 +61,16 @@ def test_drift_on_a_batch_file_writes_json_and_evidently_and_exits_on_red(
 
     settings, batch = monitored
     code = run_drift(settings, model="churn", window=None, current=batch, progress=False)
-    summaries = sorted(settings.reports_dir.glob("drift/*/churn-drift.json"))
+    summaries = sorted(settings.reports_dir.glob("drift/*/churn-drift-*.json"))
     summary = json.loads(summaries[-1].read_text())
     assert code == (1 if summary["verdict"] == "red" else 0)
     assert summary["current"]["kind"] == "batch" and summary["rows"]["current"] > 1000
     assert {r["name"] for r in summary["scores"]} == {"churn_probability"}
     assert len(summary["features"]) > 20
     assert {s["segment"] for s in summary["segments"]} == {"value_tier", "stage"}
-    assert (summaries[-1].parent / "churn-evidently.html").stat().st_size > 10_000
+    (evidently,) = summaries[-1].parent.glob("churn-evidently-*.html")
+    assert evidently.stat().st_size > 10_000
+    assert summary["reasons"] and summary["reasons"][0].split(":")[0] == summary["verdict"].upper()
 
     # The same batch with one input broken (amounts in cents): red, named, exit code 1.
     broken = pd.read_parquet(batch)
@@ -82,7 +84,7 @@ def test_drift_on_a_batch_file_writes_json_and_evidently_and_exits_on_red(
     broken.to_parquet(path, index=False)
     assert run_drift(settings, model="churn", window=None, current=path, progress=False) == 1
     latest = json.loads(
-        sorted(settings.reports_dir.glob("drift/*/churn-drift.json"))[-1].read_text()
+        sorted(settings.reports_dir.glob("drift/*/churn-drift-*.json"))[-1].read_text()
     )
     assert any(feature[2:] in reason for reason in latest["red_reasons"])
 
@@ -99,7 +101,7 @@ def test_drift_performance_and_report_over_the_log(monitored: tuple[Settings, Pa
     verdicts = []
     for family in ("churn", "propensity", "stage"):
         summary = json.loads(
-            sorted(settings.reports_dir.glob(f"drift/*/{family}-drift.json"))[-1].read_text()
+            sorted(settings.reports_dir.glob(f"drift/*/{family}-drift-*.json"))[-1].read_text()
         )
         assert summary["current"]["kind"] == "prediction_log" and summary["scores"]
         verdicts.append(summary["verdict"])
@@ -108,7 +110,7 @@ def test_drift_performance_and_report_over_the_log(monitored: tuple[Settings, Pa
 
     code = run_performance(settings, model="churn", progress=False)
     perf = json.loads(
-        sorted(settings.reports_dir.glob("performance/*/churn-performance.json"))[-1].read_text()
+        sorted(settings.reports_dir.glob("performance/*/churn-performance*.json"))[-1].read_text()
     )
     assert code == int(perf["verdict"] == "red")
     # Only the older snapshot's predictions have matured outcomes.
