@@ -18,6 +18,7 @@ They are compared with the development values the version recorded in MLflow.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -192,8 +193,18 @@ def development_aucs(
     return out
 
 
-def run_performance(settings: Settings, *, model: str | None, progress: bool = True) -> int:
-    """`clm monitor performance`: matured predictions vs outcomes; exit 1 when red."""
+def run_performance(
+    settings: Settings,
+    *,
+    model: str | None,
+    scores: Sequence[Path] = (),
+    as_of: Sequence[str] = (),
+    progress: bool = True,
+) -> int:
+    """`clm monitor performance`: matured predictions vs outcomes; exit 1 when red.
+
+    With `scores` (batch-scored files) or `as_of` (month ends scored now), a back-test:
+    those predictions, dated by their feature snapshot, instead of the log."""
     from clm import atomic, mlflow_access
     from clm.progress import step_progress
     from monitoring import inputs
@@ -202,7 +213,14 @@ def run_performance(settings: Settings, *, model: str | None, progress: bool = T
 
     wanted = inputs.families(model)
     client = mlflow_access.client(settings)
-    summaries = performance_summaries(settings, wanted, client=client, progress=progress)
+    predictions = None
+    if scores or as_of:
+        from monitoring.backtest import backtest_frame
+
+        predictions, _ = backtest_frame(settings, scores=scores, as_of=as_of, progress=progress)
+    summaries = performance_summaries(
+        settings, wanted, client=client, predictions=predictions, progress=progress
+    )
     folder = report_folder(settings, "performance")
     verdicts = {}
     with step_progress("logging", len(summaries), progress, transient=True) as advance:
@@ -427,7 +445,10 @@ def performance_reasons(summary: dict[str, Any], min_rows: int) -> list[str]:
                 (
                     3,
                     f"GREEN: every judged AUC within {worst_drop['auc_drop']:.3f} of development "
-                    f"(largest drop: {worst_drop['target']}, n = {worst_drop['rows']:,})",
+                    f"(largest drop: {worst_drop['target']}, n = {worst_drop['rows']:,})"
+                    if worst_drop["auc_drop"] > 0
+                    else f"GREEN: every judged AUC at or above its development value "
+                    f"(n = {worst_drop['rows']:,})",
                 )
             )
     for entry in summary.get("estimates", []):
