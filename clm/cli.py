@@ -7,7 +7,14 @@ from typing import Annotated
 
 import typer
 
-from clm.commands import data, features_cmd, monitoring_cmd, serving_cmd, training_cmd
+from clm.commands import (
+    campaign_cmd,
+    data,
+    features_cmd,
+    monitoring_cmd,
+    serving_cmd,
+    training_cmd,
+)
 from clm.context import State
 
 app = typer.Typer(
@@ -45,6 +52,7 @@ features_cmd.register(app)
 training_cmd.register(app)
 serving_cmd.register(app)
 monitoring_cmd.register(app)
+campaign_cmd.register(app)
 
 from clm.commands import demo  # noqa: E402  (the demo runs the others)
 
