@@ -127,6 +127,9 @@ class ServingSettings(_Section):
 class MonitoringSettings(_Section):
     psi_amber: float = 0.10
     psi_red: float = 0.25
+    # Chance that a calm period (no change) gets any amber/red PSI, over all columns
+    # and segments of one verdict: PSI is judged against its sampling noise too.
+    drift_false_alarm_rate: float = Field(0.01, gt=0, lt=1)
     bins: int = Field(10, ge=2)
     performance_min_age_days: int = 90
     # Data-quality bands (shares of rows, 0..1) and the rest of the monitoring knobs.

@@ -40,6 +40,10 @@ class BatchError(ClmError):
     """Batch scoring cannot run (bad date, no features, no champion)."""
 
 
+# Parquet key-value metadata of a batch file: the feature snapshot it scored (ISO time).
+SNAPSHOT_KEY = "clm.snapshot_ts"
+
+
 def parse_as_of(as_of: str) -> date:
     try:
         return date.fromisoformat(as_of)
@@ -195,7 +199,8 @@ def run_score_batch(
     rows = table.num_rows
     with (
         atomic.atomic_path(out) as tmp,
-        pq.ParquetWriter(tmp, schema) as writer,
+        # The snapshot date travels with the file: monitoring back-tests on it, not on `ts`.
+        pq.ParquetWriter(tmp, schema.with_metadata({SNAPSHOT_KEY: snapshot.isoformat()})) as writer,
         step_progress(f"scoring {rows:,} customers", rows, progress, transient=True) as advance,
     ):
         for start in range(0, rows, CHUNK_ROWS):
