@@ -43,7 +43,7 @@ __all__ = [
 ]
 
 SCENES = ("lifecycle", "product", "event")
-CHANNELS = ("call", "branch", "app_push", "sms", "email")
+CHANNELS = ("call", "branch", "app_push", "sms")
 REASONS_PER_MEMBER = 3
 
 
@@ -259,7 +259,33 @@ def create_campaign(settings: Settings, registry: Registry, spec: CampaignSpec) 
         monthly_cap=settings.campaigns.monthly_contact_cap,
         running_days=settings.campaigns.running_days,
         reasons=lambda rows: member_reasons(month.models, month.matrix[rows], spec),
+        bank=bank_origin(settings),
     )
+
+
+BANK_KEYS = (
+    "source",
+    "seed",
+    "customers",
+    "months",
+    "start_month",
+    "scenario",
+    "shock_month_index",
+)
+
+
+def bank_origin(settings: Settings) -> dict[str, Any] | None:
+    """What `clm simulate --execute` needs to rebuild the bank the list is drawn on: the
+    simulation's parameters from raw/meta.json (None for a bank's own data)."""
+    import json
+
+    path = settings.raw_dir / "meta.json"
+    if not path.exists():
+        return None
+    meta = json.loads(path.read_text())
+    if meta.get("source") != "simulator":
+        return None
+    return {key: meta.get(key) for key in BANK_KEYS}
 
 
 def record_campaign(
@@ -270,6 +296,7 @@ def record_campaign(
     monthly_cap: int,
     running_days: int,
     reasons: Callable[[np.ndarray], list[str]],
+    bank: dict[str, Any] | None = None,
 ) -> int:
     """Select, suppress, draw the groups and insert the campaign with its members, all in
     one registry transaction under the writer lock (so two lists drawn at once cannot
@@ -304,7 +331,7 @@ def record_campaign(
             seed=spec.seed,
             status="running",
             created_at=datetime.now(UTC),
-            details={"model_versions": month.versions, "counts": counts},
+            details={"model_versions": month.versions, "counts": counts, "bank": bank},
         )
         session.add(campaign)
         session.flush()

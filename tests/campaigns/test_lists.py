@@ -228,3 +228,15 @@ def postgres_url() -> Iterator[str]:
 @pytest.mark.integration
 def test_concurrent_writers_never_double_enrol_postgres(postgres_url: str) -> None:
     _concurrent_writers(postgres_url)
+
+
+def test_reasons_read_like_words() -> None:
+    from campaigns.reasons import phrase
+
+    assert phrase("days_since_last_txn", 45.0) == "no transaction for 45 days"
+    assert phrase("salary_stopped_flag", 1.0) == "salary has stopped arriving"
+    assert phrase("stage_code", 3.0) == "lifecycle stage: declining"
+    assert phrase("holds_credit_card", 0.0) == "no credit card yet"
+    assert phrase("txn_count_1m", 1.0) == "only 1 transaction last month"
+    # A feature without a phrase falls back to its catalogue definition.
+    assert phrase("net_flow_6m", 10.0).startswith("inflow - outflow in the last 6 month")
