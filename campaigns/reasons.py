@@ -110,7 +110,7 @@ _PHRASES: dict[str, tuple[float, Callable[[float], str], Callable[[float], str]]
     "txn_count_1m": (
         5,
         lambda v: f"{v:.0f} transactions last month",
-        lambda v: f"only {v:.0f} transactions last month",
+        lambda v: _few(v, "transaction", "last month"),
     ),
     "txn_count_3m": (
         15,
