@@ -245,6 +245,13 @@ def load_executor(settings: Settings, campaign_id: int, start_month: str) -> Exe
             f"campaign {campaign_id} was drawn on a bank's own data, not a simulated bank; "
             "execute it through your CRM (`clm campaign export`)"
         )
+    if origin.get("executed_campaign"):
+        executed = origin["executed_campaign"].get("campaign_id")
+        raise ExecutionError(
+            f"campaign {campaign_id} was drawn on a simulated bank that had executed campaign "
+            f"{executed}; the simulator replays one campaign at a time: draw the list on a plain "
+            "simulation (`clm simulate` without --execute, then `clm features build`)"
+        )
     if campaign.channel not in CAMPAIGN_CHANNELS:
         raise ExecutionError(
             f"campaign {campaign_id}: channel {campaign.channel!r} cannot be simulated"
