@@ -15,8 +15,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from clm.families import FAMILIES, SPECS
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-FAMILIES = ("churn", "propensity", "stage")
 
 
 class SettingsError(ValueError):
@@ -41,11 +42,19 @@ class ModelSettings(_Section):
 
 
 class ModelsSettings(_Section):
-    churn: ModelSettings = ModelSettings(registered_name="clm-churn", feature_service="churn_v1")
-    propensity: ModelSettings = ModelSettings(
-        registered_name="clm-propensity", feature_service="propensity_v1"
+    # Defaults from the family specs (clm/families.py); mlflow.yaml may rename them.
+    churn: ModelSettings = ModelSettings(
+        registered_name=SPECS["churn"].registered_name,
+        feature_service=SPECS["churn"].feature_service,
     )
-    stage: ModelSettings = ModelSettings(registered_name="clm-stage", feature_service="stage_v1")
+    propensity: ModelSettings = ModelSettings(
+        registered_name=SPECS["propensity"].registered_name,
+        feature_service=SPECS["propensity"].feature_service,
+    )
+    stage: ModelSettings = ModelSettings(
+        registered_name=SPECS["stage"].registered_name,
+        feature_service=SPECS["stage"].feature_service,
+    )
 
     def family(self, name: str) -> ModelSettings:
         if name not in FAMILIES:
