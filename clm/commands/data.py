@@ -46,6 +46,14 @@ def simulate(
     start_month: Annotated[
         str, typer.Option("--start-month", help="First simulated month, YYYY-MM.")
     ] = "2024-01",
+    execute: Annotated[
+        int | None,
+        typer.Option(
+            "--execute",
+            help="Campaign id: rebuild the bank it was drawn on (same seed, more months) and "
+            "contact its treatment group (docs/campaigns.md).",
+        ),
+    ] = None,
 ) -> None:
     """Write the raw tables of a simulated retail bank (and its ground truth) under $CLM_HOME/raw."""
     state: State = ctx.obj
@@ -60,6 +68,7 @@ def simulate(
             scenario=scenario,
             shock_month=shock_month,
             start_month=start_month,
+            execute=execute,
         )
 
 
