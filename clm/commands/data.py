@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -30,7 +30,11 @@ def simulate(
         int, typer.Option("--seed", "-s", help="Random seed: the same seed gives the same bank.")
     ] = 7,
     scenario: Annotated[
-        str, typer.Option("--scenario", help="baseline or rate_shock.")
+        Literal["baseline", "rate_shock"],
+        typer.Option(
+            "--scenario",
+            help="baseline, or rate_shock: a competitor's rate move part-way through.",
+        ),
     ] = "baseline",
     shock_month: Annotated[
         int | None,
@@ -40,7 +44,8 @@ def simulate(
         ),
     ] = None,
     start_month: Annotated[
-        str, typer.Option("--start-month", help="First simulated month, YYYY-MM.")
+        str,
+        typer.Option("--start-month", metavar="YYYY-MM", help="First simulated month, YYYY-MM."),
     ] = "2024-01",
 ) -> None:
     """Write the raw tables of a simulated retail bank (and its ground truth) under $CLM_HOME/raw."""
