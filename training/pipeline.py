@@ -233,9 +233,27 @@ def log_family(settings: Settings, fitted: Fitted, *, trials: int) -> str:
     with (
         mlflow_access.fluent_tracking(settings),
         mlflow.start_run(
-            experiment_id=experiment_id, run_name=f"{family}-{training_set.feature_service}"
+            experiment_id=experiment_id,
+            run_name=tracking.run_name(family, lineage, tuning.trials),
+            description=tracking.run_description(
+                family,
+                training_set.feature_service,
+                len(features),
+                lineage,
+                trials=tuning.trials,
+                tuned=tuning.tuned,
+                logged=logged,
+            ),
         ) as run,
     ):
+        tracking.log_trials(
+            settings,
+            mlflow_access.client(settings),
+            experiment_id,
+            run.info.run_id,
+            family=family,
+            study_name=tuning.study_name,
+        )
         mlflow.set_tags(
             {
                 "clm.family": family,
@@ -311,6 +329,13 @@ def log_family(settings: Settings, fitted: Fitted, *, trials: int) -> str:
             },
         )
         mlflow.set_tag("clm.registered_version", version)
+        mlflow_access.client(settings).update_model_version(
+            settings.models.family(family).registered_name,
+            version,
+            description=tracking.version_description(
+                family, training_set.feature_service, lineage, logged
+            ),
+        )
     log.info(
         "%s: registered %s version %s (test %s)",
         family,
