@@ -8,7 +8,15 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from clm.commands import data, features_cmd, monitoring_cmd, serving_cmd, status, training_cmd
+from clm.commands import (
+    campaign_cmd,
+    data,
+    features_cmd,
+    monitoring_cmd,
+    serving_cmd,
+    status,
+    training_cmd,
+)
 from clm.context import State
 
 # Options of the whole program that a user may also type after the subcommand
@@ -16,22 +24,37 @@ from clm.context import State
 GLOBAL_OPTIONS = ("--home", "--config")
 
 
-class _FlagsWithoutType:
-    """Flags (`--full`, `--help`) take no value: show no `<bool>` type after them."""
+class _HelpWithoutTypePlaceholders:
+    """`--help` shows what to type, not Python types: flags (`--full`, `--help`) take no
+    value, so nothing follows them; a free-text value without a metavar of its own shows its
+    name (`--select SELECT`), not `<str>`. Choices (Literal types) list themselves."""
 
     def get_params(self, ctx: Any) -> list[Any]:
         params: list[Any] = super().get_params(ctx)  # type: ignore[misc]
         for param in params:
-            if getattr(param, "is_bool_flag", False) and param.metavar is None:
+            if param.metavar is not None:
+                continue
+            if getattr(param, "is_bool_flag", False):
                 param.metavar = ""
+            elif param.display_type_rich(ctx) == "<str>":
+                if getattr(param, "param_type_name", "") == "argument":
+                    # An argument's name already says what to type (its metavar would
+                    # rename it): show no type at all.
+                    param.display_type_rich = _no_type
+                else:
+                    param.metavar = (param.name or "value").upper()
         return params
 
 
-class ClmCommand(_FlagsWithoutType, TyperCommand):
+def _no_type(ctx: Any) -> None:
+    return None
+
+
+class ClmCommand(_HelpWithoutTypePlaceholders, TyperCommand):
     """Every `clm` command (set on all of them by `use_our_classes`)."""
 
 
-class ClmGroup(_FlagsWithoutType, TyperGroup):
+class ClmGroup(_HelpWithoutTypePlaceholders, TyperGroup):
     """`clm` and its command groups; the root also accepts the global options anywhere."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
@@ -123,6 +146,7 @@ features_cmd.register(app)
 training_cmd.register(app)
 serving_cmd.register(app)
 monitoring_cmd.register(app)
+campaign_cmd.register(app)
 status.register(app)
 
 from clm.commands import demo  # noqa: E402  (the demo runs the others)

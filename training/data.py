@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from clm import segments
-from clm.domain import PROPENSITY_PRODUCTS, STAGES
+from clm.domain import STAGES
 from clm.errors import ClmError
+from clm.families import spec as family_spec
 from clm.progress import step_progress
 
 if TYPE_CHECKING:
@@ -36,13 +37,7 @@ class TrainingDataError(ClmError):
 
 def label_columns(family: str) -> list[str]:
     """The label columns a family learns from (see docs/contracts.md, labels)."""
-    if family == "churn":
-        return ["churn_90d"]
-    if family == "propensity":
-        return [f"adopt_{product}_90d" for product in PROPENSITY_PRODUCTS]
-    if family == "stage":
-        return ["stage_next"]
-    raise TrainingDataError(f"unknown model family {family!r}; expected churn, propensity or stage")
+    return list(family_spec(family).label_columns)
 
 
 @dataclass(frozen=True)
