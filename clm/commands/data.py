@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -30,10 +30,11 @@ def simulate(
         int, typer.Option("--seed", "-s", help="Random seed: the same seed gives the same bank.")
     ] = 7,
     scenario: Annotated[
-        str,
+        Literal["baseline", "rate_shock", "retail_purchases"],
         typer.Option(
             "--scenario",
-            help="baseline, rate_shock, or retail_purchases (a transaction-only purchase log).",
+            help="baseline; rate_shock: a competitor's rate move part-way through; "
+            "retail_purchases: a transaction-only purchase log.",
         ),
     ] = "baseline",
     shock_month: Annotated[
@@ -44,7 +45,8 @@ def simulate(
         ),
     ] = None,
     start_month: Annotated[
-        str, typer.Option("--start-month", help="First simulated month, YYYY-MM.")
+        str,
+        typer.Option("--start-month", metavar="YYYY-MM", help="First simulated month, YYYY-MM."),
     ] = "2024-01",
     execute: Annotated[
         int | None,
