@@ -128,10 +128,14 @@ class ModelHolder:
         status.champion_seen = version
         served = self._models.get(family)
         if version is None:
-            if served is None:
-                status.last_load_error = (
-                    f"{name} has no version with alias {self.settings.aliases.champion!r}"
-                )
+            status.last_load_error = (
+                f"{name} has no version with alias {self.settings.aliases.champion!r}"
+            )
+            status.refused_version = None
+            if served is not None:
+                # The alias was removed: the family is no longer served (the others are).
+                self._drop(family)
+                log.warning("%s has no champion any more: no longer served", name)
             return
         if served is not None and served.version == version:
             status.last_load_error = None
@@ -169,6 +173,10 @@ class ModelHolder:
         # Any non-empty subset serves: a family without a servable champion is absent.
         self._models[model.family] = model
         self.current = ModelSet.of(self._models.values())
+
+    def _drop(self, family: str) -> None:
+        self._models.pop(family, None)
+        self.current = ModelSet.of(self._models.values()) if self._models else None
 
     def request_check(self) -> None:
         """Wake the poller now (non-blocking)."""

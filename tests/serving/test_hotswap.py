@@ -27,6 +27,7 @@ from tests.serving.registry_tools import (
     champion,
     copy_version,
     download_version,
+    remove_champion,
     set_champion,
 )
 
@@ -64,7 +65,7 @@ def reload(service: RunningService) -> dict[str, Any]:
     return response.json()["models"]  # type: ignore[no-any-return]
 
 
-def wait_for(service: RunningService, family: str, version: str, timeout: float = 30) -> None:
+def wait_for(service: RunningService, family: str, version: str, timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     while models(service)[family]["version"] != version:
         assert time.monotonic() < deadline, (
@@ -212,7 +213,7 @@ def test_a_restored_registry_file_is_noticed(
         )
     try:
         os.replace(restored, db)
-        wait_for(swap_service, "churn", other, timeout=90)
+        wait_for(swap_service, "churn", other)
         assert churn_probability(swap_service, row)[0] == other
         assert models(swap_service)["churn"]["last_registry_error"] is None
     finally:
@@ -255,6 +256,46 @@ def test_registry_down_keeps_serving(swap_service: RunningService, row: dict[str
         assert time.monotonic() < deadline
         time.sleep(0.2)
     assert "registry unreachable" in swap_service.log_text()
+
+
+def test_a_family_without_champion_is_left_out(
+    swap_service: RunningService,
+    row: dict[str, Any],
+    known_customers: list[str],
+) -> None:
+    """The propensity champion alias is removed: churn and stage keep serving, propensity
+    is absent from every result and /models says why; its alias back, it serves again."""
+    settings = swap_service.settings
+    url, headers = swap_service.url, swap_service.headers()
+    version = champion(settings, "propensity")
+    remove_champion(settings, "propensity")
+    try:
+        status = reload(swap_service)
+        assert not status["propensity"]["served"] and status["propensity"]["version"] is None
+        assert "has no version with alias 'champion'" in status["propensity"]["reason"]
+        assert status["churn"]["served"] and status["stage"]["served"]
+        assert httpx.get(f"{url}/readyz", timeout=10).status_code == 200
+        response = httpx.post(
+            f"{url}/score", json={"customer_ids": known_customers[:2]}, headers=headers, timeout=30
+        )
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert set(body["model_versions"]) == {"churn", "stage"}
+        for result in body["results"]:
+            assert {"churn", "stage"} <= set(result)
+            assert not {"propensity", "next_best_product"} & set(result)
+        # Every family's features (as documented) are still accepted; reasons only for the served.
+        response = httpx.post(
+            f"{url}/score_features",
+            json={"rows": [row], "explain": True},
+            headers=headers,
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+        assert set(response.json()["results"][0]["reasons"]) == {"churn", "stage"}
+    finally:
+        set_champion(settings, "propensity", version)
+        assert reload(swap_service)["propensity"]["served"]
 
 
 def test_graceful_stop_keeps_every_acknowledged_prediction(

@@ -1,24 +1,21 @@
-"""Any subset of families serves: one workspace where propensity has no champion and
-stage's champion is refused (its booster aborts LightGBM). Churn keeps serving over
-HTTP and in batch; /models says why the others are absent; batch scoring refuses the
-corrupt champion with a clear error and never writes into the workspace's tables."""
+"""Batch scoring with any subset of families: a workspace where propensity has no
+champion and stage's champion is refused (its booster aborts LightGBM). Churn is
+scored when asked for; the corrupt champion stops a default run with a clear error;
+`--out` never writes over what score-batch did not write. (The service side:
+tests/serving/test_hotswap.py and test_model_dir.py.)"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
 from clm.settings import Settings
 from serving.batch import BatchError, run_score_batch
-from tests.fixtures.service import RunningService, clone_workspace, service_config, start_service
-from tests.serving.conftest import inline_row
+from tests.fixtures.service import clone_workspace
 from tests.serving.registry_tools import (
     champion,
     copy_version,
@@ -41,63 +38,6 @@ def partial(
     bad = copy_version(settings, "stage", good, directory, corrupt="truncated")
     set_champion(settings, "stage", bad)
     return settings, {"churn": champion(settings, "churn"), "stage": bad}
-
-
-@pytest.fixture(scope="module")
-def partial_service(
-    partial: tuple[Settings, dict[str, str]], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningService]:
-    settings, _ = partial
-    directory = tmp_path_factory.mktemp("partial-service")
-    with start_service(settings, service_config(directory), directory) as service:
-        yield service
-
-
-def test_the_service_serves_the_families_it_can(
-    partial_service: RunningService,
-    partial: tuple[Settings, dict[str, str]],
-    trained_settings: Settings,
-    online_rows: dict[str, dict[str, Any]],
-    known_customers: list[str],
-) -> None:
-    _, versions = partial
-    url, headers = partial_service.url, partial_service.headers()
-    assert httpx.get(f"{url}/readyz", timeout=10).status_code == 200
-    models = httpx.get(f"{url}/models", headers=headers, timeout=10).json()["models"]
-    assert models["churn"]["served"] and models["churn"]["version"] == versions["churn"]
-    assert models["churn"]["reason"] is None
-    assert not models["propensity"]["served"] and models["propensity"]["version"] is None
-    assert "has no version with alias 'champion'" in models["propensity"]["reason"]
-    assert not models["stage"]["served"]
-    assert f"version {versions['stage']} refused" in models["stage"]["reason"]
-    assert "LightGBM crashed" in models["stage"]["reason"]
-
-    response = httpx.post(
-        f"{url}/score", json={"customer_ids": known_customers[:2]}, headers=headers, timeout=30
-    )
-    assert response.status_code == 200, response.text
-    body = response.json()
-    assert body["model_versions"] == {"churn": versions["churn"]}
-    for result in body["results"]:
-        assert 0 < result["churn"]["probability"] < 1
-        assert not {"propensity", "next_best_product", "stage"} & set(result)
-
-    # A client sending every family's features (as documented) is scored, not refused.
-    row = inline_row(trained_settings, online_rows, known_customers[0])
-    response = httpx.post(
-        f"{url}/score_features", json={"rows": [row], "explain": True}, headers=headers, timeout=30
-    )
-    assert response.status_code == 200, response.text
-    result = response.json()["results"][0]
-    assert set(result["reasons"]) == {"churn"} and "stage" not in result
-    assert result["churn"]["probability"] == pytest.approx(
-        body["results"][0]["churn"]["probability"], abs=1e-9
-    )
-    bad = {"customer_id": "X", "features": {"no_such_feature": 1.0}}
-    response = httpx.post(
-        f"{url}/score_features", json={"rows": [bad]}, headers=headers, timeout=30
-    )
-    assert response.status_code == 422 and "no_such_feature" in response.text
 
 
 @pytest.fixture(scope="module")
