@@ -39,6 +39,7 @@ __all__ = [
     "MANIFEST",
     "ModelDir",
     "ModelDirError",
+    "check_model_dir",
     "find_manifest",
     "load_boosters",
     "open_model_dir",
@@ -248,6 +249,15 @@ def load_boosters(model_dir: ModelDir) -> dict[str, lightgbm.Booster]:
                 f"booster {key!r} is not a valid LightGBM text model: {exc}"
             ) from None
     return boosters
+
+
+def check_model_dir(directory: Path, *, family: str | None = None) -> ModelDir:
+    """Read the manifest and probe the boosters in the child, loading nothing here: for a
+    process that reads a version's files (manifest, reference sample) but must refuse a
+    version that could not be served (monitoring). Raises `ModelDirError`."""
+    model_dir = read_model_dir(directory, family=family)
+    probe_in_child(model_dir)
+    return model_dir
 
 
 def open_model_dir(
