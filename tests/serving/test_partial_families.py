@@ -37,7 +37,7 @@ def partial(
     good = champion(settings, "stage")
     bad = copy_version(settings, "stage", good, directory, corrupt="truncated")
     set_champion(settings, "stage", bad)
-    return settings, {"churn": champion(settings, "churn"), "stage": bad}
+    return settings, {"churn": champion(settings, "churn"), "stage": bad, "good_stage": good}
 
 
 @pytest.fixture(scope="module")
@@ -116,3 +116,27 @@ def test_score_batch_out_never_overwrites_what_it_did_not_write(
             run_score_batch(settings, as_of=as_of, out=out, progress=False, families=("churn",))
     assert raw.read_bytes() == before
     assert pd.read_parquet(own)["amount"].tolist() == [1.0]
+
+
+def test_score_batch_skips_a_family_without_champion(
+    partial: tuple[Settings, dict[str, str]], as_of: str, tmp_path: Path
+) -> None:
+    """Last of the module: stage's good champion back, a default run scores churn and stage
+    and says in one line why propensity was skipped."""
+    from typer.testing import CliRunner
+
+    from clm.cli import app
+
+    settings, versions = partial
+    set_champion(settings, "stage", versions["good_stage"])
+    out = tmp_path / "default.parquet"
+    args = ["--home", str(settings.home), "--config", str(settings.config_path)]
+    result = CliRunner().invoke(
+        app, [*args, "score-batch", "--as-of", as_of, "--out", str(out), "--no-compiled"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "propensity: skipped, clm-propensity has no champion" in result.output
+    frame = pd.read_parquet(out)
+    assert set(frame["version_stage"]) == {versions["good_stage"]}
+    assert frame["version_propensity"].isna().all()
+    assert frame["propensity_credit_card"].isna().all() and frame["next_best_product"].isna().all()
