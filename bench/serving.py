@@ -307,7 +307,7 @@ def bench_batch(settings: Settings, rows: int, rounds: int) -> dict[str, Any]:
     from serving.batch import feature_matrix, load_champions, read_snapshot, score_table
     from serving.compiled import compile_models
 
-    lightgbm_models = load_champions(settings)
+    lightgbm_models, _ = load_champions(settings)
     table = pq.read_table(
         settings.feature_dir / "customer_features.parquet", columns=["event_timestamp"]
     )

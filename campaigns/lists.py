@@ -130,7 +130,7 @@ def score_month(settings: Settings, as_of: str) -> ScoredMonth:
     from serving.scoring import score
 
     parse_as_of(as_of)
-    models = load_champions(settings)
+    models, _ = load_champions(settings)  # every family with a champion
     snapshot, table = read_snapshot(settings, as_of, list(FEATURE_NAMES))
     if table.num_rows == 0:
         raise CampaignError(f"no customers in the feature snapshot {snapshot:%Y-%m-%d}")

@@ -282,10 +282,16 @@ def member_reasons(models: ModelSet, matrix: np.ndarray, spec: CampaignSpec) -> 
     """For each row of `matrix` (the models' union features), its top reasons joined by '; '."""
     if len(matrix) == 0:
         return []
-    if spec.scene == "product" and spec.product in models.propensity.boosters:
+    if (
+        spec.scene == "product"
+        and models.propensity is not None
+        and spec.product in models.propensity.boosters
+    ):
         model, key = models.propensity, str(spec.product)
-    else:
+    elif models.churn is not None:
         model, key = models.churn, "churn"
+    else:  # no churn champion: nothing to explain the selection with
+        return ["selected by the campaign rule"] * len(matrix)
     x = np.ascontiguousarray(matrix[:, models.columns[model.family]])
     contributions = model.contributions(key, x)
     out = []

@@ -33,10 +33,13 @@ __all__ = [
     "download_version",
     "experiment_id",
     "fluent_tracking",
+    "reopen_registry",
     "version_artifact_uri",
 ]
 
 _URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+# SQLite database URI -> (device, inode) of the file when last seen (None: absent).
+_seen_files: dict[str, tuple[int, int] | None] = {}
 # MLflow 3's UI opens an experiment without a kind on its GenAI view (traces, an
 # assistant); ours are classic model development (training, monitoring, campaigns).
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
@@ -121,6 +124,43 @@ def download_version(
             registry_uri=settings.registry_uri,
         )
     )
+
+
+def reopen_registry(settings: Settings, *, force: bool = False) -> bool:
+    """Drop MLflow's pooled database connections of this workspace when its SQLite file was
+    replaced (a restored backup is a new inode) or when `force` (after a registry error);
+    returns whether it did. For long-running processes that poll the registry.
+
+    MLflow keeps one SQLAlchemy engine per database URI for the life of the process, and
+    a pooled SQLite connection keeps reading the file it opened, even after that file was
+    replaced: without this, a server never sees the alias moves in the restored file.
+    """
+    uris = {u for u in (settings.tracking_uri, settings.registry_uri) if "://" in u}
+    changed = {uri for uri in uris if force}
+    for uri in uris:
+        if not uri.startswith("sqlite:///"):
+            continue
+        try:
+            stat = Path(uri.removeprefix("sqlite:///")).stat()
+            identity: tuple[int, int] | None = (stat.st_dev, stat.st_ino)
+        except OSError:
+            identity = None
+        if uri in _seen_files and _seen_files[uri] != identity:
+            changed.add(uri)
+        _seen_files[uri] = identity
+    if not changed:
+        return False
+    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as RegistryStore
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as TrackingStore
+
+    for store in (RegistryStore, TrackingStore):
+        # A private cache (mlflow 3.x): the engine each store of that URI shares.
+        engines = getattr(store, "_engine_map", {})
+        for uri in changed:
+            engine = engines.get(uri)
+            if engine is not None:
+                engine.dispose()  # the next query opens the file anew
+    return True
 
 
 @contextlib.contextmanager

@@ -9,14 +9,21 @@ names must lie inside the directory.
 LightGBM aborts the whole process (SIGABRT, "terminate called without an active
 exception") on a truncated model file or on `nan` leaf values, so a Python
 `try` cannot catch it. `open_model_dir` therefore first loads every booster and
-scores the golden rows in a child process (`python -m clm.model_dir DIR`); only
-a directory that survived that is loaded in this process.
+scores the golden rows in a child process (`python -m clm.model_dir --serve`, kept
+for the next directory and restarted after a crash); only a directory that
+survived that is loaded in this process.
 """
 
 from __future__ import annotations
 
 import json
+import select
+import signal
+import subprocess
 import sys
+import tempfile
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +39,7 @@ __all__ = [
     "MANIFEST",
     "ModelDir",
     "ModelDirError",
+    "check_model_dir",
     "find_manifest",
     "load_boosters",
     "open_model_dir",
@@ -135,18 +143,88 @@ def read_model_dir(directory: Path, *, family: str | None = None) -> ModelDir:
     )
 
 
+class _Prober:
+    """One long-lived child (`python -m clm.model_dir --serve`) that probes directories sent
+    on its stdin, one per line; restarted after it dies. Importing LightGBM costs a child
+    seconds (tens on a loaded machine), so a service does it once, not at every swap."""
+
+    _MARK = "CLM-PROBE "
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._process: subprocess.Popen[str] | None = None
+        self._stderr: Any = None
+
+    def _start(self) -> subprocess.Popen[str]:
+        if self._stderr is not None:
+            self._stderr.close()
+        # A file, not a pipe: nobody reads stderr while the child lives (a full pipe would
+        # block it); its tail explains a crash.
+        self._stderr = tempfile.TemporaryFile(mode="w+", errors="replace")
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "clm.model_dir", "--serve"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            text=True,
+            errors="replace",
+            bufsize=1,
+        )
+        return self._process
+
+    def probe(self, root: Path, timeout: float) -> tuple[int, str]:
+        """(0, "") when fine; (_REFUSED, reason); or (the dead child's exit code, its output)."""
+        with self._lock:
+            process = self._process
+            if process is None or process.poll() is not None:
+                process = self._start()
+            assert process.stdin is not None and process.stdout is not None
+            output: list[str] = []
+            try:
+                process.stdin.write(f"{root}\n")
+                process.stdin.flush()
+                deadline = time.monotonic() + timeout
+                while True:
+                    remaining = deadline - time.monotonic()
+                    ready, _, _ = select.select([process.stdout], [], [], max(remaining, 0))
+                    if not ready:
+                        process.kill()
+                        process.wait()
+                        return -signal.SIGKILL, "".join(output) + f"(killed after {timeout:g} s)"
+                    line = process.stdout.readline()
+                    if not line:  # the child died (LightGBM aborted it)
+                        break
+                    if line.startswith(self._MARK):
+                        reason = line[len(self._MARK) :].strip()
+                        return (0, "") if reason == "ok" else (_REFUSED, reason)
+                    output.append(line)
+            except (BrokenPipeError, OSError):
+                pass
+            code = process.wait()
+            self._stderr.seek(0)
+            return code, "".join(output) + self._stderr.read()[-2000:]
+
+    def serve(self) -> int:
+        """The child's loop: a directory per stdin line, a marked answer per directory."""
+        for line in sys.stdin:
+            reason = _probe(line.rstrip("\n"))
+            print(self._MARK + ("ok" if reason is None else reason.replace("\n", " ")), flush=True)
+        return 0
+
+
+_prober = _Prober()
+
+
 def probe_in_child(model_dir: ModelDir, *, timeout: float = PROBE_TIMEOUT_SECONDS) -> None:
     """Load the boosters and score the golden rows in a child process; `ModelDirError`
-    with the reason when the child fails or crashes (this process is unharmed)."""
-    from clm.process import describe_exit, run_child
+    with the reason when the child refuses them or crashes (this process is unharmed)."""
+    from clm.process import describe_exit
 
-    code, output = run_child(
-        [sys.executable, "-m", "clm.model_dir", str(model_dir.root)], timeout=timeout
-    )
+    code, output = _prober.probe(model_dir.root, timeout)
     if code == 0:
         return
     if code == _REFUSED:
-        raise ModelDirError(output.strip().splitlines()[-1] if output.strip() else "refused")
+        raise ModelDirError(output or "refused")
     detail = " ".join(
         line.strip()
         for line in output.splitlines()
@@ -171,6 +249,15 @@ def load_boosters(model_dir: ModelDir) -> dict[str, lightgbm.Booster]:
                 f"booster {key!r} is not a valid LightGBM text model: {exc}"
             ) from None
     return boosters
+
+
+def check_model_dir(directory: Path, *, family: str | None = None) -> ModelDir:
+    """Read the manifest and probe the boosters in the child, loading nothing here: for a
+    process that reads a version's files (manifest, reference sample) but must refuse a
+    version that could not be served (monitoring). Raises `ModelDirError`."""
+    model_dir = read_model_dir(directory, family=family)
+    probe_in_child(model_dir)
+    return model_dir
 
 
 def open_model_dir(
@@ -220,8 +307,10 @@ def _probe(directory: str) -> str | None:
 
 
 def main(argv: list[str]) -> int:
+    if argv == ["--serve"]:
+        return _prober.serve()
     if len(argv) != 1:
-        print("usage: python -m clm.model_dir MODEL_DIR", file=sys.stderr)
+        print("usage: python -m clm.model_dir MODEL_DIR | --serve", file=sys.stderr)
         return 2
     reason = _probe(argv[0])
     if reason is None:

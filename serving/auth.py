@@ -220,7 +220,7 @@ class _Answer:
             message, fields = validation_problems(d for d in detail if isinstance(d, dict))
             return 422, json.dumps(error_body(422, message, fields=fields)).encode()
         if status == 503 and self._path == "/readyz":
-            message = "not ready: no champion model is loaded yet; see GET /models"
+            message = "not ready: no family has a servable champion model; see GET /models"
             return status, json.dumps(error_body(503, message, code="NO_MODELS")).encode()
         if status == 404:
             message = f"no route {self._path}; the API page is at /"

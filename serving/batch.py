@@ -1,4 +1,10 @@
-"""`clm score-batch`: every customer at one snapshot, scored by the three champions.
+"""`clm score-batch`: every customer at one snapshot, scored by the families' champions.
+
+Any subset of families serves: by default every family with a champion (the
+others are skipped with their reason); `families` asks for some explicitly, and
+each of those must have one. A champion that fails its checks (a corrupt booster,
+golden rows that no longer reproduce) stops the run with the reason: a batch
+never silently drops a family it was meant to score.
 
 Features come from the offline feature table (the parquet file behind the Feast
 offline store; tests/serving/test_batch.py shows it gives the same values as
@@ -13,6 +19,7 @@ from __future__ import annotations
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -70,26 +77,87 @@ def snapshot_for(as_of: str, available: list[datetime]) -> datetime:
     return max(eligible)
 
 
-def load_champions(settings: Settings) -> ModelSet:
-    """The three champion versions, loaded and checked exactly as the service does."""
+def load_champions(
+    settings: Settings, families: Sequence[str] | None = None
+) -> tuple[ModelSet, dict[str, str]]:
+    """The champions, loaded and checked exactly as the service does, and why each family
+    left out was skipped. `families=None`: every family that has a champion; otherwise
+    exactly those (each must have one)."""
     from features.store import feature_names
-    from serving.models import ModelRefused, champion_version, load_version
+    from serving.models import ModelRefused, RegistryUnavailable, champion_version, load_version
     from serving.scoring import ModelSet
 
     def expected(service: str) -> list[str]:
         return list(feature_names(settings, service))
 
-    models = {}
-    for family in FAMILIES:
-        version = champion_version(settings, family)
-        if version is None:
-            name = settings.models.family(family).registered_name
-            raise BatchError(f"{name} has no champion; run `clm train {family}` first")
+    explicit = families is not None
+    models = []
+    skipped: dict[str, str] = {}
+    for family in families if families is not None else FAMILIES:
+        name = settings.models.family(family).registered_name
         try:
-            models[family] = load_version(settings, family, version, expected_features=expected)
+            version = champion_version(settings, family)
+        except RegistryUnavailable as exc:
+            raise BatchError(str(exc)) from None
+        if version is None:
+            if explicit:
+                raise BatchError(f"{name} has no champion; run `clm train {family}` first")
+            skipped[family] = f"{name} has no champion"
+            continue
+        try:
+            models.append(load_version(settings, family, version, expected_features=expected))
         except ModelRefused as exc:
-            raise BatchError(f"{family} champion version {version} cannot be used: {exc}") from None
-    return ModelSet(**models)
+            others = [f for f in (families or FAMILIES) if f != family]
+            raise BatchError(
+                f"{name} champion version {version} cannot be used: {exc}; move the champion "
+                f"alias back (`clm rollback {family}`) or score the others only "
+                f"(`--models {','.join(others)}`)"
+            ) from None
+    if not models:
+        raise BatchError(
+            "no model family has a champion; train one first (`clm train all`)"
+            + (f" ({'; '.join(skipped.values())})" if skipped else "")
+        )
+    return ModelSet.of(models), skipped
+
+
+def check_out_path(settings: Settings, out: Path) -> Path:
+    """Where the scores may go: a new file, or a previous score-batch output. Never a
+    directory, a table of the workspace (raw data, features, the prediction log, MLflow)
+    or any other existing file (e.g. a bank's own raw export)."""
+    path = Path(out).expanduser()
+    if path.is_dir():
+        raise BatchError(
+            f"--out {out}: is a directory; give a file, e.g. {path / 'scores.parquet'}"
+        )
+    for folder in path.parents:
+        if folder.exists() and not folder.is_dir():
+            raise BatchError(f"--out {out}: {folder} is a file, not a folder")
+    resolved = path.resolve()
+    protected = [
+        folder.resolve()
+        for folder in (
+            settings.raw_dir,
+            settings.feature_dir,
+            settings.feast_dir,
+            settings.predictions_dir,
+            settings.home / "mlflow",
+        )
+    ]
+    for folder in protected:
+        if folder == resolved or folder in resolved.parents:
+            raise BatchError(
+                f"--out {out}: inside the workspace's own tables ({folder}); write the scores "
+                "elsewhere, e.g. under the workspace's reports/ folder"
+            )
+    if path.exists():
+        names = _columns_of(path)
+        if not {"request_id", "customer_id", "version_churn", "endpoint"} <= names:
+            raise BatchError(
+                f"--out {out}: exists and is not an earlier `clm score-batch` output; "
+                "refusing to overwrite it (remove it first, or choose another path)"
+            )
+    return path
 
 
 def read_snapshot(settings: Settings, as_of: str, columns: list[str]) -> tuple[datetime, pa.Table]:
@@ -241,6 +309,22 @@ def write_selection(
     return table.num_rows
 
 
+def _columns_of(path: Path) -> set[str]:
+    """The column names of an existing parquet or CSV file (empty if it is neither)."""
+    import pyarrow.parquet as pq
+
+    try:
+        return set(pq.read_schema(path).names)
+    except Exception:
+        pass
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            header = fh.readline(65536)
+    except OSError:
+        return set()
+    return {name.strip().strip('"') for name in header.split(",")}
+
+
 def run_score_batch(
     settings: Settings,
     *,
@@ -248,12 +332,16 @@ def run_score_batch(
     out: Path,
     progress: bool = True,
     compiled: bool | None = None,
+    families: Sequence[str] | None = None,
     output_format: str = "parquet",
     top: int | None = None,
     by: str = "churn_probability",
 ) -> dict[str, Any]:
     """Score every customer at the snapshot for `as_of`; write one parquet row per customer
     (or CSV, `output_format`; only the `top` customers by the score `by`, see `write_selection`).
+
+    `families`: score exactly these (each needs a servable champion); None: every family
+    with a champion (the summary's `skipped` says why the others were left out).
 
     `compiled`: score with compiled trees (equal to LightGBM's within 1e-9, several times
     faster), compiling each booster of a version on first use; None (default): compile
@@ -267,13 +355,14 @@ def run_score_batch(
     from clm.progress import step_progress
 
     started = time.perf_counter()
-    parse_as_of(as_of)  # a bad date fails before any model is loaded
+    parse_as_of(as_of)  # a bad date, selection or --out fails before any model is loaded
     check_selection(output_format, top, by)
+    out = check_out_path(settings, out)
     from serving.scoring import risk_bands
 
     # Loading the champions (MLflow, a child process checking each file) takes ~10 s.
     with step_progress("loading the champion models", None, progress, transient=True):
-        models = load_champions(settings)
+        models, skipped = load_champions(settings, families)
     with step_progress("reading the feature snapshot", None, progress, transient=True):
         snapshot, table = read_snapshot(settings, as_of, list(models.union))
     if table.num_rows == 0:
@@ -282,7 +371,6 @@ def run_score_batch(
     if compiled is not False:
         compile_missing = compiled is True or table.num_rows >= COMPILE_MIN_ROWS
         models, boosters = with_compiled_trees(settings, models, table, progress, compile_missing)
-    out = Path(out)
     request_id = f"batch-{uuid.uuid4().hex}"
     schema = output_schema(models.union)
     bands = risk_bands(settings.serving)
@@ -317,6 +405,7 @@ def run_score_batch(
         "out": str(out),
         "snapshot_ts": snapshot.isoformat(),
         "model_versions": models.versions,
+        "skipped": skipped,
         "compiled": boosters,
         "seconds": round(seconds, 3),
     }

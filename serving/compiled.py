@@ -238,7 +238,7 @@ def compile_models(
     families = models.models()
     samples = {m.family: sample[:, models.columns[m.family]] for m in families}
     compiled, outcomes = _compile_all(settings, list(families), samples, progress, compile_missing)
-    return ModelSet(*compiled), outcomes
+    return ModelSet.of(compiled), outcomes
 
 
 def _compile_all(

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from clm import mlflow_access
 from clm.settings import FAMILIES
 from serving.models import (
     LoadedModel,
@@ -97,8 +98,19 @@ class ModelHolder:
         A refused version is retried only when asked (`/admin/reload`), not on every poll.
         """
         with self._check_lock:
+            self._reopen_registry(force=False)
             for family in FAMILIES:
                 self._check_family(family, retry_refused=retry_refused)
+            if any(s.last_registry_error for s in self.status.values()):
+                # Start the next check on fresh connections (e.g. the file was restored).
+                self._reopen_registry(force=True)
+
+    def _reopen_registry(self, *, force: bool) -> None:
+        try:
+            if mlflow_access.reopen_registry(self.settings, force=force):
+                log.info("registry database re-opened (replaced, or after an error)")
+        except Exception as exc:  # never stop the poller over this
+            log.warning("could not re-open the registry database: %s", exc)
 
     def _check_family(self, family: str, *, retry_refused: bool) -> None:
         status = self.status[family]
@@ -116,10 +128,14 @@ class ModelHolder:
         status.champion_seen = version
         served = self._models.get(family)
         if version is None:
-            if served is None:
-                status.last_load_error = (
-                    f"{name} has no version with alias {self.settings.aliases.champion!r}"
-                )
+            status.last_load_error = (
+                f"{name} has no version with alias {self.settings.aliases.champion!r}"
+            )
+            status.refused_version = None
+            if served is not None:
+                # The alias was removed: the family is no longer served (the others are).
+                self._drop(family)
+                log.warning("%s has no champion any more: no longer served", name)
             return
         if served is not None and served.version == version:
             status.last_load_error = None
@@ -154,11 +170,13 @@ class ModelHolder:
         log.info("%s version %s is now served", name, version)
 
     def _swap(self, model: LoadedModel) -> None:
+        # Any non-empty subset serves: a family without a servable champion is absent.
         self._models[model.family] = model
-        if self.current is not None:
-            self.current = self.current.replace(model)
-        elif all(f in self._models for f in FAMILIES):
-            self.current = ModelSet(**{f: self._models[f] for f in FAMILIES})
+        self.current = ModelSet.of(self._models.values())
+
+    def _drop(self, family: str) -> None:
+        self._models.pop(family, None)
+        self.current = ModelSet.of(self._models.values()) if self._models else None
 
     def request_check(self) -> None:
         """Wake the poller now (non-blocking)."""
@@ -182,8 +200,22 @@ class ModelHolder:
                 "last_registry_check": _iso(status.last_registry_check),
                 "last_registry_error": status.last_registry_error,
                 "last_load_error": status.last_load_error,
+                "served": model is not None,
+                "reason": None if model is not None else _why_not_served_text(status),
             }
         return out
+
+
+def _why_not_served_text(status: FamilyStatus) -> str:
+    return (
+        status.last_load_error
+        or (
+            f"registry unreachable: {status.last_registry_error}"
+            if status.last_registry_error
+            else None
+        )
+        or "not checked yet"
+    )
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -115,13 +115,14 @@ class LoadedModel:
         churn -> (rows,); propensity -> (rows, products); stage -> (rows, classes).
         One thread below MANY_ROWS rows: thread start-up costs more than it saves.
         """
-        if self.family == "propensity":
+        task = spec(self.family).task
+        if task == "per_product":
             out = np.empty((matrix.shape[0], len(self.products)))
             for j, product in enumerate(self.products):
                 out[:, j] = self.fast[product](matrix)
             return out
-        scores = self.fast["churn" if self.family == "churn" else "stage"](matrix)
-        if self.family == "stage":
+        scores = self.fast[self.family](matrix)
+        if task == "multiclass":
             return scores.reshape(matrix.shape[0], len(self.classes))
         return scores.reshape(matrix.shape[0])
 
@@ -268,7 +269,8 @@ def check_golden(model: LoadedModel, golden: Any) -> None:
         raise ModelRefused("golden rows score non-finite values")
     if np.any(scores < 0) or np.any(scores > 1):
         raise ModelRefused("golden rows score probabilities outside [0, 1]")
-    if model.family == "stage" and not np.allclose(scores.sum(axis=1), 1.0, atol=1e-6):
+    multiclass = spec(model.family).task == "multiclass"
+    if multiclass and not np.allclose(scores.sum(axis=1), 1.0, atol=1e-6):
         raise ModelRefused("stage probabilities of the golden rows do not sum to 1")
     outputs = output_columns(model, scores)
     compared = 0
@@ -345,7 +347,9 @@ def warm_up(model: LoadedModel) -> None:
         model.predict(matrix)
     key = next(iter(model.boosters))
     model.contributions(
-        key, matrix[:1], np.zeros(1, dtype=int) if model.family == "stage" else None
+        key,
+        matrix[:1],
+        np.zeros(1, dtype=int) if spec(model.family).task == "multiclass" else None,
     )
 
 

@@ -96,10 +96,10 @@ _SCORING: list[Documented] = [
     ),
     (
         503,
-        "No champion model loaded yet (`NO_MODELS`) or the online feature store is "
+        "No family has a servable champion (`NO_MODELS`) or the online feature store is "
         "unavailable (`FEATURE_STORE_UNAVAILABLE`).",
         "NO_MODELS",
-        "no champion models are loaded yet; see GET /models",
+        "no family has a servable champion model; see GET /models",
     ),
 ]
 _SERVER: list[Documented] = [
@@ -180,7 +180,7 @@ def _probe(operation: str, description: str, *, ready: bool = False) -> dict[str
     responses: dict[str, Any] = {"200": {"description": "OK."}}
     if ready:
         responses["503"] = {
-            "description": "Not ready: no champion model loaded yet.",
+            "description": "Not ready: no family has a servable champion model yet.",
             "content": {"application/json": {"schema": _ref("ErrorResponse")}},
         }
     return {
@@ -301,7 +301,9 @@ def openapi_document(settings: Settings, versions: dict[str, str | None]) -> dic
             },
             "/healthz": _probe("healthz", "Alive (deprecated alias of /livez)"),
             "/livez": _probe("livez", "Alive"),
-            "/readyz": _probe("readyz", "Ready: the champion models are loaded", ready=True),
+            "/readyz": _probe(
+                "readyz", "Ready: at least one family's champion is served", ready=True
+            ),
             "/metrics": _probe("metrics", "Prometheus metrics"),
         },
         "components": {

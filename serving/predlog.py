@@ -35,6 +35,7 @@ import numpy as np
 
 from clm import atomic
 from clm.domain import PROPENSITY_PRODUCTS, STAGES
+from clm.families import FAMILIES
 from clm.process import pid_alive
 
 if TYPE_CHECKING:
@@ -154,7 +155,7 @@ def to_batch(requests: list[LoggedRequest], schema: pa.Schema) -> pa.RecordBatch
         if unscored is not None
         else per_request([SCORED] * len(requests), pa.string())
     )
-    for family in ("churn", "propensity", "stage"):
+    for family in FAMILIES:
         cols[f"version_{family}"] = per_request(
             [versions(r).get(family) for r in requests], pa.string()
         )

@@ -98,10 +98,13 @@ class CustomerResult(BaseModel):
         description="The feature snapshot that scored the row: the event timestamp the online "
         "store holds for the customer (ISO 8601, UTC); null for /score_features rows."
     )
-    churn: ChurnScore
-    propensity: dict[str, float]
-    next_best_product: str | None
-    stage: StageScore
+    # Each family's part is absent when that family is not served (GET /models says why).
+    churn: ChurnScore | None = Field(None, description="Absent when churn is not served.")
+    propensity: dict[str, float] | None = Field(
+        None, description="Absent when propensity is not served."
+    )
+    next_best_product: str | None = Field(None, description="Absent when propensity is not served.")
+    stage: StageScore | None = Field(None, description="Absent when stage is not served.")
     reasons: dict[str, list[Reason]] | None = Field(None, description='Only with "explain": true.')
     warnings: list[RowWarning] = Field(
         description="Problems with the row's inputs (e.g. most features missing)."
@@ -161,6 +164,11 @@ class ModelStatus(BaseModel):
     last_registry_check: str | None
     last_registry_error: str | None
     last_load_error: str | None
+    served: bool = Field(description="Whether this family scores requests now.")
+    reason: str | None = Field(
+        description="Why the family is not served (no champion, refused version, registry "
+        "unreachable); null while it is served."
+    )
 
 
 class ModelsResponse(BaseModel):

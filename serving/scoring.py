@@ -8,14 +8,14 @@ the versions that scored it even while a swap happens.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from clm.domain import PROPENSITY_PRODUCTS, STAGES
-from clm.settings import FAMILIES, ServingSettings
+from clm.settings import ServingSettings
 from serving.models import LoadedModel
 
 # Churn risk bands on the 90-day churn probability: (upper bound, exclusive; band).
@@ -39,17 +39,20 @@ class UnknownFeatures(ValueError):
 
 @dataclass(frozen=True)
 class ModelSet:
-    """The three served versions, swapped as one immutable value."""
+    """The served versions, swapped as one immutable value: any non-empty subset of the
+    families (a family without a servable champion is absent, and so are its results)."""
 
-    churn: LoadedModel
-    propensity: LoadedModel
-    stage: LoadedModel
-    # Derived: the union of the three feature lists and each family's columns in it.
+    churn: LoadedModel | None = None
+    propensity: LoadedModel | None = None
+    stage: LoadedModel | None = None
+    # Derived: the union of the served feature lists and each family's columns in it.
     union: tuple[str, ...] = field(init=False)
     union_index: dict[str, int] = field(init=False)
     columns: dict[str, np.ndarray] = field(init=False)
 
     def __post_init__(self) -> None:
+        if not self.models():
+            raise ValueError("a ModelSet needs at least one family's model")
         union: list[str] = []
         for model in self.models():
             union.extend(f for f in model.features if f not in union)
@@ -65,10 +68,19 @@ class ModelSet:
             },
         )
 
-    def models(self) -> tuple[LoadedModel, LoadedModel, LoadedModel]:
-        return (self.churn, self.propensity, self.stage)
+    @classmethod
+    def of(cls, models: Iterable[LoadedModel]) -> ModelSet:
+        return cls(**{m.family: m for m in models})
 
-    def family(self, name: str) -> LoadedModel:
+    def models(self) -> tuple[LoadedModel, ...]:
+        """The served models, in family order."""
+        return tuple(m for m in (self.churn, self.propensity, self.stage) if m is not None)
+
+    @property
+    def families(self) -> tuple[str, ...]:
+        return tuple(m.family for m in self.models())
+
+    def family(self, name: str) -> LoadedModel | None:
         return getattr(self, name)  # type: ignore[no-any-return]
 
     @property
@@ -76,9 +88,7 @@ class ModelSet:
         return {m.family: m.version for m in self.models()}
 
     def replace(self, model: LoadedModel) -> ModelSet:
-        parts = {f: self.family(f) for f in FAMILIES}
-        parts[model.family] = model
-        return ModelSet(**parts)
+        return ModelSet.of([*(m for m in self.models() if m.family != model.family), model])
 
 
 @dataclass
@@ -94,22 +104,32 @@ class Scored:
     stage: np.ndarray  # (rows, len(STAGES))
     next_best: list[str | None]
     stage_current: list[str | None]
-    stage_next: list[str]
+    stage_next: list[str | None]
     results: list[dict[str, Any]]
 
 
 def matrix_from_rows(
-    models: ModelSet, rows: Sequence[tuple[str, dict[str, float | None]]]
+    models: ModelSet,
+    rows: Sequence[tuple[str, dict[str, float | None]]],
+    *,
+    ignored: frozenset[str] = frozenset(),
 ) -> np.ndarray:
-    """Inline feature rows -> (rows, union) matrix; missing names and nulls are NaN."""
+    """Inline feature rows -> (rows, union) matrix; missing names and nulls are NaN.
+
+    `ignored`: names of a family that is not served now (accepted, not used)."""
     index = models.union_index
-    unknown = {name for _, features in rows for name in features if name not in index}
+    unknown = {
+        name
+        for _, features in rows
+        for name in features
+        if name not in index and name not in ignored
+    }
     if unknown:
         raise UnknownFeatures(sorted(unknown))
     matrix = np.full((len(rows), len(models.union)), np.nan)
     for i, (_, features) in enumerate(rows):
         for name, value in features.items():
-            if value is not None:
+            if value is not None and name in index:
                 matrix[i, index[name]] = value
     return matrix
 
@@ -123,38 +143,47 @@ def score(
     build_results: bool = True,
     bands: RiskBands = DEFAULT_RISK_BANDS,
 ) -> Scored:
-    """Score rows of the union feature matrix with the three families.
+    """Score rows of the union feature matrix with the served families (a family not
+    served: NaN scores, None labels, absent from the response rows).
 
     `build_results=False` (batch scoring) skips the per-row response dicts;
     `bands` (from `risk_bands(settings.serving)`) name each row's churn risk band.
     """
-    per_family = {f: np.ascontiguousarray(matrix[:, models.columns[f]]) for f in FAMILIES}
-    churn = models.churn.predict(per_family["churn"])
-    raw_propensity = models.propensity.predict(per_family["propensity"])
-    stage = models.stage.predict(per_family["stage"])
+    rows = len(customer_ids)
+    per_family = {f: np.ascontiguousarray(matrix[:, models.columns[f]]) for f in models.families}
+    churn = np.full(rows, np.nan)
+    if models.churn is not None:
+        churn = models.churn.predict(per_family["churn"])
 
-    propensity = np.full((len(customer_ids), len(PROPENSITY_PRODUCTS)), np.nan)
-    for j, product in enumerate(models.propensity.products):
-        propensity[:, PROPENSITY_PRODUCTS.index(product)] = raw_propensity[:, j]
+    propensity = np.full((rows, len(PROPENSITY_PRODUCTS)), np.nan)
+    next_best: list[str | None] = [None] * rows
+    if models.propensity is not None:
+        raw_propensity = models.propensity.predict(per_family["propensity"])
+        for j, product in enumerate(models.propensity.products):
+            propensity[:, PROPENSITY_PRODUCTS.index(product)] = raw_propensity[:, j]
+        # Offer only products the customer does not hold yet (holds_<product> features).
+        held = np.zeros_like(propensity, dtype=bool)
+        for j, product in enumerate(PROPENSITY_PRODUCTS):
+            col = models.union_index.get(f"holds_{product}")
+            if col is not None:
+                held[:, j] = matrix[:, col] >= 0.5
+        candidates = np.where(held | np.isnan(propensity), -1.0, propensity)
+        best = np.argmax(candidates, axis=1)
+        next_best = [
+            PROPENSITY_PRODUCTS[b] if candidates[i, b] >= 0 else None for i, b in enumerate(best)
+        ]
 
-    # Offer only products the customer does not hold yet (holds_<product> features).
-    held = np.zeros_like(propensity, dtype=bool)
-    for j, product in enumerate(PROPENSITY_PRODUCTS):
-        col = models.union_index.get(f"holds_{product}")
-        if col is not None:
-            held[:, j] = matrix[:, col] >= 0.5
-    candidates = np.where(held | np.isnan(propensity), -1.0, propensity)
-    best = np.argmax(candidates, axis=1)
-    next_best: list[str | None] = [
-        PROPENSITY_PRODUCTS[b] if candidates[i, b] >= 0 else None for i, b in enumerate(best)
-    ]
-
-    stage_full = np.zeros((len(customer_ids), len(STAGES)))
-    stage_full[:, [STAGES.index(c) for c in models.stage.classes]] = stage
-    next_index = np.argmax(stage, axis=1)
-    stage_next = [models.stage.classes[k] for k in next_index]
+    stage_full = np.full((rows, len(STAGES)), np.nan)
+    next_index = np.zeros(rows, dtype=np.intp)
+    stage_next: list[str | None] = [None] * rows
+    if models.stage is not None:
+        stage = models.stage.predict(per_family["stage"])
+        stage_full[:] = 0.0
+        stage_full[:, [STAGES.index(c) for c in models.stage.classes]] = stage
+        next_index = np.argmax(stage, axis=1)
+        stage_next = [models.stage.classes[k] for k in next_index]
     stage_col = models.union_index.get("stage_code")
-    stage_current: list[str | None] = [None] * len(customer_ids)
+    stage_current: list[str | None] = [None] * rows
     if stage_col is not None:
         codes = matrix[:, stage_col]
         stage_current = [
@@ -170,22 +199,24 @@ def score(
     prop_list = propensity.tolist() if build_results else []
     stage_list = stage_full.tolist() if build_results else []
     for i, customer_id in enumerate(customer_ids if build_results else []):
-        p = churn_list[i]
-        result: dict[str, Any] = {
-            "customer_id": customer_id,
-            "churn": {"probability": p, "risk_band": risk_band(p, bands)},
-            "propensity": {
+        # A family that is not served is absent from the result (docs/api.md).
+        result: dict[str, Any] = {"customer_id": customer_id}
+        if models.churn is not None:
+            p = churn_list[i]
+            result["churn"] = {"probability": p, "risk_band": risk_band(p, bands)}
+        if models.propensity is not None:
+            result["propensity"] = {
                 product: prop_list[i][j]
                 for j, product in enumerate(PROPENSITY_PRODUCTS)
                 if not math.isnan(prop_list[i][j])
-            },
-            "next_best_product": next_best[i],
-            "stage": {
+            }
+            result["next_best_product"] = next_best[i]
+        if models.stage is not None:
+            result["stage"] = {
                 "current": stage_current[i],
                 "next": stage_next[i],
                 "next_probabilities": dict(zip(STAGES, stage_list[i], strict=True)),
-            },
-        }
+            }
         if reasons is not None:
             result["reasons"] = {family: rows[i] for family, rows in reasons.items()}
         results.append(result)
@@ -228,30 +259,34 @@ def _reasons(
 ) -> dict[str, list[list[dict[str, Any]]]]:
     """Top contributions per row: churn; the next best product's booster; the predicted next stage."""
     out: dict[str, list[list[dict[str, Any]]]] = {}
-    churn_x = per_family["churn"]
-    out["churn"] = _top(
-        models.churn.features, churn_x, models.churn.contributions("churn", churn_x)
-    )
+    if models.churn is not None:
+        churn_x = per_family["churn"]
+        out["churn"] = _top(
+            models.churn.features, churn_x, models.churn.contributions("churn", churn_x)
+        )
 
-    prop_x = per_family["propensity"]
-    rows: list[list[dict[str, Any]]] = [[] for _ in next_best]
-    for product in {p for p in next_best if p is not None}:
-        if product not in models.propensity.boosters:
-            continue
-        idx = np.array([i for i, p in enumerate(next_best) if p == product], dtype=np.intp)
-        sub = prop_x[idx]
-        for k, row in zip(
-            idx,
-            _top(models.propensity.features, sub, models.propensity.contributions(product, sub)),
-            strict=True,
-        ):
-            rows[int(k)] = row
-    out["propensity"] = rows
+    if models.propensity is not None:
+        prop_x = per_family["propensity"]
+        rows: list[list[dict[str, Any]]] = [[] for _ in next_best]
+        for product in {p for p in next_best if p is not None}:
+            if product not in models.propensity.boosters:
+                continue
+            idx = np.array([i for i, p in enumerate(next_best) if p == product], dtype=np.intp)
+            sub = prop_x[idx]
+            contributions = models.propensity.contributions(product, sub)
+            for k, row in zip(
+                idx, _top(models.propensity.features, sub, contributions), strict=True
+            ):
+                rows[int(k)] = row
+        out["propensity"] = rows
 
-    stage_x = per_family["stage"]
-    out["stage"] = _top(
-        models.stage.features, stage_x, models.stage.contributions("stage", stage_x, next_stage)
-    )
+    if models.stage is not None:
+        stage_x = per_family["stage"]
+        out["stage"] = _top(
+            models.stage.features,
+            stage_x,
+            models.stage.contributions("stage", stage_x, next_stage),
+        )
     return out
 
 

@@ -148,14 +148,31 @@ class ScoringService:
 
         return list(feature_names(self.settings, service))
 
+    def _unserved_features(self, models: ModelSet) -> frozenset[str]:
+        """Feature names of the families not served now: a client that sends every family's
+        features gets scores from the served ones, not a 422."""
+        names: set[str] = set()
+        for family in FAMILIES:
+            if family in models.families:
+                continue
+            service = self.settings.models.family(family).feature_service
+            if service not in self._feature_names:
+                try:
+                    self._feature_names[service] = self._expected_features(service)
+                except Exception as exc:  # no such feature service: nothing to accept
+                    log.warning("feature service %s unreadable: %s", service, exc)
+                    continue
+            names.update(self._feature_names[service])
+        return frozenset(names)
+
     def _warm_online(self) -> None:
         """Open the online store and read the feature services' layout now, not on a request."""
-        try:
-            reader = self._online()
-            for family in FAMILIES:
-                reader.lookup([], self.settings.models.family(family).feature_service)
-        except Exception as exc:  # /score answers 503 until the store is there
-            log.warning("online feature store not ready at start: %s", exc)
+        for family in FAMILIES:
+            service = self.settings.models.family(family).feature_service
+            try:
+                self._online().lookup([], service)
+            except Exception as exc:  # /score answers 503 until the store is there
+                log.warning("online feature service %s not ready at start: %s", service, exc)
 
     def _online(self) -> Any:
         if self._reader is None:
@@ -180,7 +197,7 @@ class ScoringService:
         models = self.holder.current
         if models is None:
             return _error(
-                503, "no champion models are loaded yet; see GET /models", code="NO_MODELS"
+                503, "no family has a servable champion model; see GET /models", code="NO_MODELS"
             )
         too_many = self._too_many("customer_ids", len(customer_ids), explain)
         if too_many is not None:
@@ -218,7 +235,7 @@ class ScoringService:
         models = self.holder.current
         if models is None:
             return _error(
-                503, "no champion models are loaded yet; see GET /models", code="NO_MODELS"
+                503, "no family has a servable champion model; see GET /models", code="NO_MODELS"
             )
         too_many = self._too_many("rows", len(rows), explain)
         if too_many is not None:
@@ -226,7 +243,11 @@ class ScoringService:
 
         def work() -> Response:
             try:
-                matrix = matrix_from_rows(models, [(r.customer_id, r.features) for r in rows])
+                matrix = matrix_from_rows(
+                    models,
+                    [(r.customer_id, r.features) for r in rows],
+                    ignored=self._unserved_features(models),
+                )
             except UnknownFeatures as exc:
                 return _error(
                     422,
@@ -320,15 +341,14 @@ class ScoringService:
     def _lookup(
         self, models: ModelSet, customer_ids: Sequence[str]
     ) -> tuple[list[str], np.ndarray, list[str], np.ndarray]:
-        """Online features for the three families, as one union matrix for the known ids,
+        """Online features for the served families, as one union matrix for the known ids,
         and each known row's snapshot (the oldest event timestamp of its feature views)."""
         reader = self._online()
         # Services with the same feature list are looked up once (same online values).
         frames: dict[tuple[str, ...], pd.DataFrame] = {}
         unknown: set[str] = set()
         snapshot = np.full(len(customer_ids), np.datetime64("NaT"), dtype="datetime64[s]")
-        for family in FAMILIES:
-            model = models.family(family)
+        for model in models.models():
             if model.features not in frames:
                 rows = reader.read(list(customer_ids), model.feature_service)
                 frames[model.features] = rows.frame
@@ -341,8 +361,7 @@ class ScoringService:
         known = [c for c, k in zip(customer_ids, keep, strict=True) if k]
         matrix = np.full((len(known), len(models.union)), np.nan)
         if known:
-            for family in FAMILIES:
-                model = models.family(family)
+            for model in models.models():
                 frame = frames[model.features]
                 if len(frame) != len(customer_ids):
                     raise RuntimeError(
@@ -352,7 +371,7 @@ class ScoringService:
                 block = frame.to_numpy(dtype=np.float64, na_value=np.nan)
                 if list(frame.columns) != columns:
                     block = frame[columns].to_numpy(dtype=np.float64, na_value=np.nan)
-                matrix[:, models.columns[family]] = block[keep]
+                matrix[:, models.columns[model.family]] = block[keep]
         return known, matrix, [c for c in customer_ids if c in unknown], snapshot[keep]
 
     # --- administration ---

@@ -23,7 +23,9 @@ def serve(
         str, typer.Option("--host", metavar="HOST", help="Interface to bind.")
     ] = "127.0.0.1",
 ) -> None:
-    """Start the BentoML scoring service (needs CLM_API_KEYS; CLM_ADMIN_TOKEN for admin routes)."""
+    """Start the BentoML scoring service (needs CLM_API_KEYS; CLM_ADMIN_TOKEN for admin routes).
+
+    Serves every family whose champion loads; GET /models says why any other is absent."""
     state: State = ctx.obj
     with user_errors():
         from serving.launch import run_serve
@@ -74,12 +76,23 @@ def score_batch(
             show_default=False,
         ),
     ] = None,
+    models: Annotated[
+        str | None,
+        typer.Option(
+            "--models",
+            help="Families to score, comma-separated (e.g. churn,stage); each needs a champion. "
+            "Default: every family that has one (the others are skipped, with the reason).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Score every customer with the three champion models from the offline store."""
+    """Score every customer with the champion models from the offline store."""
     state: State = ctx.obj
     with user_errors():
+        from clm.families import parse_families
         from serving.batch import parse_as_of, run_score_batch
 
+        families = parse_families(models) if models is not None else None
         day = parse_as_of(as_of)
         month_end = last_month_end(day)
         if month_end != day:
@@ -92,10 +105,13 @@ def score_batch(
             as_of=as_of,
             out=out,
             compiled=compiled,
+            families=families,
             output_format=output_format,
             top=top,
             by=by,
         )
+    for family, why in summary["skipped"].items():
+        typer.echo(f"{family}: skipped, {why}", err=True)
     fallback = {
         k: v
         for k, v in summary["compiled"].items()

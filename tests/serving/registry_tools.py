@@ -32,6 +32,11 @@ def set_champion(settings: Settings, family: str, version: str) -> None:
     )
 
 
+def remove_champion(settings: Settings, family: str) -> None:
+    name = settings.models.family(family).registered_name
+    mlflow_access.client(settings).delete_registered_model_alias(name, settings.aliases.champion)
+
+
 def download_version(settings: Settings, family: str, version: str, dst: Path) -> Path:
     """The version's model directory (the folder holding manifest.json)."""
     name = settings.models.family(family).registered_name
@@ -64,6 +69,7 @@ def copy_version(
     settings: Settings, family: str, version: str, work: Path, *, corrupt: str | None = None
 ) -> str:
     """Register a copy of `version`, optionally broken: "booster" (garbage text model),
+    "truncated" or "nan_leaves" (model files that abort LightGBM),
     "features" (feature list that differs from the feature service) or "golden" (wrong
     expected scores); or "rescaled": a valid churn version that scores differently."""
     source = download_version(settings, family, version, work / f"src-{family}-{version}")
@@ -76,6 +82,22 @@ def copy_version(
     if corrupt == "booster":
         for relative in manifest["boosters"].values():
             (target / relative).write_text("tree\nthis is not a LightGBM model\n")
+    elif corrupt == "truncated":
+        # LightGBM aborts the process (SIGABRT) on a model file cut inside a tree.
+        for relative in manifest["boosters"].values():
+            text = (target / relative).read_text()
+            (target / relative).write_text(text[: text.index("leaf_value=") + 20])
+    elif corrupt == "nan_leaves":
+        # So it does on `nan` leaf values.
+        for relative in manifest["boosters"].values():
+            lines = (target / relative).read_text().splitlines()
+            lines = [
+                "leaf_value=" + " ".join("nan" for _ in x.split("=", 1)[1].split())
+                if x.startswith("leaf_value=")
+                else x
+                for x in lines
+            ]
+            (target / relative).write_text("\n".join(lines) + "\n")
     elif corrupt == "features":
         manifest["features"] = list(reversed(manifest["features"]))
         manifest_path.write_text(json.dumps(manifest))

@@ -280,9 +280,11 @@ def test_models_route(scoring_service: RunningService, local_boosters: dict[str,
         assert status["registered_name"] == f"clm-{family}"
         assert status["alias"] == "champion"
         assert status["version"] == local_boosters[family]["version"]
-        assert status["feature_service"] == f"{family}_v1"
+        configured = scoring_service.settings.models.family(family).feature_service
+        assert status["feature_service"] == configured
         assert status["loaded_at"] and status["last_registry_check"]
         assert status["last_load_error"] is None and status["last_registry_error"] is None
+        assert status["served"] is True and status["reason"] is None
 
 
 def test_limits_and_bad_input(scoring_service: RunningService, known_customers: list[str]) -> None:

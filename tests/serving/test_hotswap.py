@@ -7,6 +7,7 @@ it was).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -18,6 +19,7 @@ import httpx
 import numpy as np
 import pytest
 
+from clm import mlflow_access
 from clm.settings import Settings
 from tests.fixtures.service import RunningService, clone_workspace, service_config, start_service
 from tests.serving.conftest import inline_row
@@ -25,6 +27,7 @@ from tests.serving.registry_tools import (
     champion,
     copy_version,
     download_version,
+    remove_champion,
     set_champion,
 )
 
@@ -62,7 +65,7 @@ def reload(service: RunningService) -> dict[str, Any]:
     return response.json()["models"]  # type: ignore[no-any-return]
 
 
-def wait_for(service: RunningService, family: str, version: str, timeout: float = 30) -> None:
+def wait_for(service: RunningService, family: str, version: str, timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     while models(service)[family]["version"] != version:
         assert time.monotonic() < deadline, (
@@ -169,12 +172,14 @@ def test_corrupt_versions_are_refused(
     good = champion(settings, "churn")
     good_version, good_probability = churn_probability(swap_service, row)
     assert good_version == good
-    for corruption in ("booster", "features", "golden"):
+    for corruption in ("booster", "truncated", "nan_leaves", "features", "golden"):
         bad = copy_version(settings, "churn", good, tmp_path, corrupt=corruption)
         set_champion(settings, "churn", bad)
         status = reload(swap_service)["churn"]
         assert status["version"] == good, corruption
         assert status["last_load_error"] and f"version {bad}" in status["last_load_error"], status
+        if corruption in ("truncated", "nan_leaves"):
+            assert "LightGBM crashed" in status["last_load_error"], status
         # The poller does not retry it every interval, and the old version keeps serving.
         time.sleep(1.0)
         assert models(swap_service)["churn"]["last_load_error"] == status["last_load_error"]
@@ -182,6 +187,41 @@ def test_corrupt_versions_are_refused(
     set_champion(settings, "churn", good)
     status = reload(swap_service)["churn"]
     assert status["version"] == good and status["last_load_error"] is None
+
+
+def test_a_restored_registry_file_is_noticed(
+    swap_service: RunningService, row: dict[str, Any], tmp_path: Path
+) -> None:
+    """mlflow.db replaced under the running service (a backup restored: a new inode) whose
+    churn champion is another version: the service re-opens the file and serves it."""
+    import os
+    import shutil
+    import sqlite3
+
+    settings = swap_service.settings
+    db = settings.home / "mlflow" / "mlflow.db"
+    name = settings.models.churn.registered_name
+    good = champion(settings, "churn")
+    other = copy_version(settings, "churn", good, tmp_path, corrupt="rescaled")
+    assert reload(swap_service)["churn"]["version"] == good  # the service's connection is open
+    restored = db.with_name("mlflow-restored.db")
+    shutil.copyfile(db, restored)
+    with contextlib.closing(sqlite3.connect(restored)) as conn, conn:
+        conn.execute(
+            "UPDATE registered_model_aliases SET version = ? WHERE name = ? AND alias = ?",
+            (int(other), name, settings.aliases.champion),
+        )
+    try:
+        os.replace(restored, db)
+        wait_for(swap_service, "churn", other)
+        assert churn_probability(swap_service, row)[0] == other
+        assert models(swap_service)["churn"]["last_registry_error"] is None
+    finally:
+        # This process's own MLflow connection still reads the replaced file (the defect
+        # the service no longer has): re-open before moving the alias back.
+        mlflow_access.reopen_registry(settings, force=True)
+        set_champion(settings, "churn", good)
+        assert reload(swap_service)["churn"]["version"] == good
 
 
 def test_registry_down_keeps_serving(swap_service: RunningService, row: dict[str, Any]) -> None:
@@ -216,6 +256,46 @@ def test_registry_down_keeps_serving(swap_service: RunningService, row: dict[str
         assert time.monotonic() < deadline
         time.sleep(0.2)
     assert "registry unreachable" in swap_service.log_text()
+
+
+def test_a_family_without_champion_is_left_out(
+    swap_service: RunningService,
+    row: dict[str, Any],
+    known_customers: list[str],
+) -> None:
+    """The propensity champion alias is removed: churn and stage keep serving, propensity
+    is absent from every result and /models says why; its alias back, it serves again."""
+    settings = swap_service.settings
+    url, headers = swap_service.url, swap_service.headers()
+    version = champion(settings, "propensity")
+    remove_champion(settings, "propensity")
+    try:
+        status = reload(swap_service)
+        assert not status["propensity"]["served"] and status["propensity"]["version"] is None
+        assert "has no version with alias 'champion'" in status["propensity"]["reason"]
+        assert status["churn"]["served"] and status["stage"]["served"]
+        assert httpx.get(f"{url}/readyz", timeout=10).status_code == 200
+        response = httpx.post(
+            f"{url}/score", json={"customer_ids": known_customers[:2]}, headers=headers, timeout=30
+        )
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert set(body["model_versions"]) == {"churn", "stage"}
+        for result in body["results"]:
+            assert {"churn", "stage"} <= set(result)
+            assert not {"propensity", "next_best_product"} & set(result)
+        # Every family's features (as documented) are still accepted; reasons only for the served.
+        response = httpx.post(
+            f"{url}/score_features",
+            json={"rows": [row], "explain": True},
+            headers=headers,
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+        assert set(response.json()["results"][0]["reasons"]) == {"churn", "stage"}
+    finally:
+        set_champion(settings, "propensity", version)
+        assert reload(swap_service)["propensity"]["served"]
 
 
 def test_graceful_stop_keeps_every_acknowledged_prediction(

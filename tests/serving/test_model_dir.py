@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clm.model_dir import ModelDirError, open_model_dir, read_model_dir
+from clm.model_dir import ModelDirError, check_model_dir, open_model_dir, read_model_dir
 from serving.models import ModelRefused, load_model_dir
 
 FEATURES = [f"x{i}" for i in range(4)]
@@ -97,7 +97,7 @@ def test_a_booster_that_aborts_lightgbm_is_refused_without_crashing(
     with pytest.raises(ModelRefused, match="LightGBM crashed .*SIGABRT"):
         load(broken)
     with pytest.raises(ModelDirError, match="SIGABRT"):
-        open_model_dir(broken, family="churn")
+        (open_model_dir if how == "truncated" else check_model_dir)(broken, family="churn")
 
 
 @pytest.mark.parametrize(
@@ -117,3 +117,39 @@ def test_golden_rows_outside_the_model_directory_are_refused(
 def test_a_manifest_of_another_family_is_refused(model_dir: Path) -> None:
     with pytest.raises(ModelDirError, match="manifest family is 'churn', expected 'stage'"):
         read_model_dir(model_dir, family="stage")
+
+
+def test_the_holder_serves_any_subset_and_says_why(model_dir: Path, tmp_path: Path) -> None:
+    """Churn loads, propensity has no champion, stage's champion is refused: churn serves
+    alone (ready), /models' view names each reason; removing churn's alias stops it."""
+    from clm.settings import Settings
+    from serving.holder import ModelHolder
+
+    champions: dict[str, str | None] = {"churn": "3", "propensity": None, "stage": "5"}
+
+    def loader(settings: Settings, family: str, version: str, **_: object) -> object:
+        if family == "stage":
+            raise ModelRefused("LightGBM crashed loading or scoring the boosters")
+        return load(model_dir)
+
+    holder = ModelHolder(
+        Settings.load(home=tmp_path, env={}),
+        expected_features=lambda service: FEATURES,
+        champion=lambda settings, family: champions[family],
+        loader=loader,
+    )
+    holder.check(retry_refused=True)
+    assert holder.current is not None and holder.current.families == ("churn",)
+    view = holder.describe()
+    assert view["churn"]["served"] and view["churn"]["reason"] is None
+    assert not view["propensity"]["served"]
+    assert "clm-propensity has no version with alias 'champion'" in view["propensity"]["reason"]
+    assert not view["stage"]["served"]
+    assert (
+        view["stage"]["reason"]
+        == "version 5 refused: LightGBM crashed loading or scoring the boosters"
+    )
+
+    champions["churn"] = None
+    holder.check()
+    assert holder.current is None and not holder.describe()["churn"]["served"]

@@ -27,7 +27,7 @@ def test_configured_bands_change_the_risk_band(trained_settings: Settings, tmp_p
     defaults = Settings.load(home=trained_settings.home, env={})
     assert risk_bands(defaults.serving) == DEFAULT_RISK_BANDS  # mlflow.yaml = the code defaults
 
-    models = load_champions(trained_settings)
+    models, _ = load_champions(trained_settings)
     stamps = pq.read_table(
         trained_settings.feature_dir / "customer_features.parquet", columns=["event_timestamp"]
     )["event_timestamp"].to_pylist()
