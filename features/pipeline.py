@@ -520,6 +520,82 @@ def _history_columns() -> str:
             CAST(w.h_n_all AS DOUBLE) / greatest(w.h_days_all, 1) AS txn_per_txn_day"""
 
 
+# BG/NBD is fitted per snapshot on at most this many distinct (x, t_x, T) summaries:
+# its four parameters describe the population, a sample pins them down.
+BGNBD_FIT_ROWS = 20_000
+BGNBD_MIN_CUSTOMERS = 30
+
+
+def bgnbd_params(summary: Any, seed: int = 0) -> Any:
+    """BG/NBD parameters per snapshot from (snapshot_key, x, t_x, T, n) summary rows.
+
+    Unsupervised and cross-sectional: a snapshot's fit sees only histories before it,
+    never an outcome. Returns a frame (snapshot_key, r, alpha, a, b); the per-row
+    probabilities are then plain SQL (`_bgnbd_columns`), so Spark can join the same table.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from clm.bgnbd import fit_bgnbd
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for key, part in summary.groupby("snapshot_key", sort=True):
+        weights = part["n"].to_numpy(dtype=float)
+        if weights.sum() < BGNBD_MIN_CUSTOMERS:
+            continue
+        x, t_x, age = (part[c].to_numpy(dtype=float) for c in ("x", "t_x", "T"))
+        if len(part) > BGNBD_FIT_ROWS:
+            pick = rng.choice(len(part), BGNBD_FIT_ROWS, replace=True, p=weights / weights.sum())
+            x, t_x, age, weights = x[pick], t_x[pick], age[pick], np.ones(BGNBD_FIT_ROWS)
+        try:
+            model = fit_bgnbd(x, t_x, age, weights)
+        except ValueError:
+            continue
+        out.append(
+            {"snapshot_key": key, "r": model.r, "alpha": model.alpha, "a": model.a, "b": model.b}
+        )
+    return pd.DataFrame(out, columns=["snapshot_key", "r", "alpha", "a", "b"])
+
+
+def _bgnbd_columns() -> str:
+    """P(alive) and P(no transaction in the next 90 days) under the snapshot's BG/NBD."""
+    x, t_x, age = "f.history_frequency", "f.history_recency_days", "f.history_age_days"
+    odds = (
+        f"CASE WHEN {x} IS NULL OR p.a IS NULL THEN NULL WHEN {x} > 0 THEN exp(least(ln(p.a) - ln(greatest(p.b + {x} - 1, 1e-12)) "
+        f"+ (p.r + {x}) * (ln(p.alpha + {age}) - ln(p.alpha + {t_x})), 700)) ELSE 0 END"
+    )
+    alive = f"(1.0 / (1.0 + {odds}))"
+    quiet = f"exp((p.r + {x}) * (ln(p.alpha + {age}) - ln(p.alpha + {age} + {LABEL_HORIZON_DAYS})))"
+    return f"{alive} AS bgnbd_p_alive, 1.0 - {alive} + {alive} * {quiet} AS bgnbd_p_quiet_90d"
+
+
+def _add_bgnbd(con: Any) -> None:
+    """Add the BG/NBD columns to `feat` (NULL before a first transaction or without a fit)."""
+    summary = con.execute(
+        """SELECT CAST(epoch(event_timestamp) AS BIGINT) AS snapshot_key,
+            history_frequency AS x, history_recency_days AS t_x, history_age_days AS T,
+            count(*) AS n
+        FROM feat WHERE history_frequency IS NOT NULL AND history_age_days > 0
+        GROUP BY ALL ORDER BY ALL"""
+    ).df()
+    params = bgnbd_params(summary)
+    con.register("bgnbd_params_frame", params)
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE bgnbd_params AS
+        SELECT CAST(snapshot_key AS BIGINT) AS snapshot_key, CAST(r AS DOUBLE) AS r,
+            CAST(alpha AS DOUBLE) AS alpha, CAST(a AS DOUBLE) AS a, CAST(b AS DOUBLE) AS b
+        FROM bgnbd_params_frame"""
+    )
+    con.unregister("bgnbd_params_frame")
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE feat AS
+        SELECT f.*, {_bgnbd_columns()}
+        FROM feat f LEFT JOIN bgnbd_params p
+            ON p.snapshot_key = CAST(epoch(f.event_timestamp) AS BIGINT)"""
+    )
+
+
 def _stage_case(rules: dict[str, Any]) -> str:
     whens = " ".join(
         f"WHEN coalesce(({r['when']}), false) THEN {STAGES.index(r['stage'])}"
@@ -644,6 +720,7 @@ def run_build(settings: Settings, progress: bool = True) -> dict:
             start, end = _period(raw_dir, con, raw)
             step(1)
             _build_sql(con, raw, rules, start, end)
+            _add_bgnbd(con)
             step(2)
             _add_stage(con, rules)
             step(3)
