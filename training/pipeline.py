@@ -305,9 +305,27 @@ def log_family(settings: Settings, fitted: Fitted, *, trials: int) -> FamilyResu
     with (
         mlflow_access.fluent_tracking(settings),
         mlflow.start_run(
-            experiment_id=experiment_id, run_name=f"{family}-{training_set.feature_service}"
+            experiment_id=experiment_id,
+            run_name=tracking.run_name(family, lineage, tuning.trials),
+            description=tracking.run_description(
+                family,
+                training_set.feature_service,
+                len(features),
+                lineage,
+                trials=tuning.trials,
+                tuned=tuning.tuned,
+                logged=logged,
+            ),
         ) as run,
     ):
+        tracking.log_trials(
+            settings,
+            mlflow_access.client(settings),
+            experiment_id,
+            run.info.run_id,
+            family=family,
+            study_name=tuning.study_name,
+        )
         mlflow.set_tags(
             {
                 "clm.family": family,
@@ -389,6 +407,13 @@ def log_family(settings: Settings, fitted: Fitted, *, trials: int) -> FamilyResu
         )
         mlflow.set_tag("clm.registered_version", version)
         mlflow.set_tag("clm.baseline_gates_passed", str(eligible).lower())
+        mlflow_access.client(settings).update_model_version(
+            settings.models.family(family).registered_name,
+            version,
+            description=tracking.version_description(
+                family, training_set.feature_service, lineage, logged
+            ),
+        )
     name = settings.models.family(family).registered_name
     champion = registry.is_champion(settings, family, version)
     log.info("%s: registered %s version %s (champion: %s)", family, name, version, champion)

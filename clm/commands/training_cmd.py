@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
 from clm.context import State, user_errors
+
+Family = Literal["churn", "propensity", "stage"]
 
 
 def register(app: typer.Typer) -> None:
@@ -17,7 +19,10 @@ def register(app: typer.Typer) -> None:
 
 def train(
     ctx: typer.Context,
-    model: Annotated[str, typer.Argument(help="churn, propensity, stage or all.")],
+    model: Annotated[
+        Literal["churn", "propensity", "stage", "all"],
+        typer.Argument(help="The model family to train, or all three."),
+    ],
     trials: Annotated[
         int | None,
         typer.Option(
@@ -75,7 +80,7 @@ def _print_summary(report) -> None:  # type: ignore[no-untyped-def]
 
 def promote(
     ctx: typer.Context,
-    model: Annotated[str, typer.Argument(help="churn, propensity or stage.")],
+    model: Annotated[Family, typer.Argument(help="The model family.")],
 ) -> None:
     """Promote the challenger to champion if it passes the gates of mlflow.yaml (exit 1 if not)."""
     state: State = ctx.obj
@@ -87,7 +92,7 @@ def promote(
 
 def rollback(
     ctx: typer.Context,
-    model: Annotated[str, typer.Argument(help="churn, propensity or stage.")],
+    model: Annotated[Family, typer.Argument(help="The model family.")],
 ) -> None:
     """Move the champion alias back to the previous champion version, and record it."""
     state: State = ctx.obj
