@@ -102,7 +102,11 @@ def fit_bgnbd(
         return -value / w.sum() if np.isfinite(value) else 1e10
 
     start = np.log([1.0, scale, 1.0, 1.0])
-    best = minimize(loss, start, method="Nelder-Mead", options={"maxiter": 4000, "xatol": 1e-6})
-    best = minimize(loss, best.x, method="L-BFGS-B", bounds=[(-12.0, 12.0)] * 4)
+    bounds = [(-12.0, 12.0)] * 4
+    best = minimize(loss, start, method="L-BFGS-B", bounds=bounds)
+    if not best.success or not np.isfinite(best.fun):
+        # A rough surface from the start: walk there without gradients, then polish.
+        rough = minimize(loss, start, method="Nelder-Mead", options={"maxiter": 4000})
+        best = minimize(loss, rough.x, method="L-BFGS-B", bounds=bounds)
     r, alpha, a, b = np.exp(best.x)
     return BGNBD(float(r), float(alpha), float(a), float(b), -float(best.fun) * float(w.sum()))
