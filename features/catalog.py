@@ -179,6 +179,16 @@ def _features() -> tuple[Feature, ...]:
     )
     add("history", "monetary_mean", "Mean absolute amount per transaction over the whole history.")
     add("history", "txn_per_txn_day", "Transactions per transaction day over the whole history.")
+    add(
+        "history",
+        "bgnbd_p_alive",
+        "BG/NBD probability the customer is still active (model fitted per snapshot).",
+    )
+    add(
+        "history",
+        "bgnbd_p_quiet_90d",
+        "BG/NBD probability of no transaction in the next 90 days (fitted per snapshot).",
+    )
     # stage
     add(
         "stage",

@@ -431,7 +431,7 @@ def _build_sql(con: Any, raw: RawTables, rules: dict[str, Any], start: str, end:
         " AND coalesce(hs.n_products, 0) > 0" if has_holdings else ""
     )
     con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE feat AS
+        f"""CREATE OR REPLACE TEMP TABLE feat_base AS
         SELECT w.customer_id, w.snapshot_ts AS event_timestamp,
             CAST(year(w.snapshot_ts - INTERVAL 1 DAY) - c.birth_year AS DOUBLE) AS age,
             CAST(date_diff('month', {start_ts}, w.snapshot_ts) AS DOUBLE) AS tenure_months,
@@ -490,7 +490,8 @@ def _build_sql(con: Any, raw: RawTables, rules: dict[str, Any], start: str, end:
     # Where the customer table gives neither signup date nor tier, large outflow
     # without balances cannot be judged: NULL rather than a zero that pretends.
     if not has_balances:
-        con.execute("UPDATE feat SET large_outflow_flag = NULL")
+        con.execute("UPDATE feat_base SET large_outflow_flag = NULL")
+    _add_bgnbd(con)
 
 
 def _history_columns() -> str:
@@ -518,6 +519,96 @@ def _history_columns() -> str:
             CAST({since} AS DOUBLE) / nullif({mean_gap}, 0) AS days_since_last_over_gap,
             w.h_abs_amount_all / nullif(w.h_n_all, 0) AS monetary_mean,
             CAST(w.h_n_all AS DOUBLE) / greatest(w.h_days_all, 1) AS txn_per_txn_day"""
+
+
+# BG/NBD is fitted per snapshot on at most this many distinct (x, t_x, T) summaries:
+# its four parameters describe the population, a sample pins them down.
+BGNBD_FIT_ROWS = 20_000
+BGNBD_MIN_CUSTOMERS = 30
+
+
+def bgnbd_params(summary: list[tuple[Any, ...]]) -> list[tuple[int, float, float, float, float]]:
+    """BG/NBD parameters per snapshot from (snapshot_key, x, t_x, T, n) summary rows.
+
+    Unsupervised and cross-sectional: a snapshot's fit sees only histories before it,
+    never an outcome. Returns (snapshot_key, r, alpha, a, b) rows; the per-row
+    probabilities are then plain SQL over them (`_bgnbd_columns`), in either engine.
+    """
+    import numpy as np
+
+    from clm.bgnbd import fit_bgnbd
+
+    by_snapshot: dict[int, list[tuple[Any, ...]]] = {}
+    for row in summary:
+        by_snapshot.setdefault(int(row[0]), []).append(row)
+    out = []
+    for key in sorted(by_snapshot):
+        rows = np.array([r[1:] for r in by_snapshot[key]], dtype=float)
+        x, t_x, age, weights = rows.T
+        if weights.sum() < BGNBD_MIN_CUSTOMERS:
+            continue
+        try:
+            model = fit_bgnbd(x, t_x, age, weights)
+        except ValueError:
+            continue
+        out.append((key, model.r, model.alpha, model.a, model.b))
+    return out
+
+
+def _bgnbd_columns() -> str:
+    """P(alive) and P(no transaction in the next 90 days) under the snapshot's BG/NBD."""
+    x, t_x, age = "f.history_frequency", "f.history_recency_days", "f.history_age_days"
+    odds = (
+        f"CASE WHEN {x} IS NULL OR p.a IS NULL THEN NULL WHEN {x} > 0 THEN exp(least(ln(p.a) "
+        f"- ln(greatest(p.b + {x} - 1, 1e-12)) "
+        f"+ (p.r + {x}) * (ln(p.alpha + {age}) - ln(p.alpha + {t_x})), 700)) ELSE 0 END"
+    )
+    alive = f"(1.0 / (1.0 + {odds}))"
+    quiet = f"exp((p.r + {x}) * (ln(p.alpha + {age}) - ln(p.alpha + {age} + {LABEL_HORIZON_DAYS})))"
+    return f"{alive} AS bgnbd_p_alive, 1.0 - {alive} + {alive} * {quiet} AS bgnbd_p_quiet_90d"
+
+
+def _add_bgnbd(con: Any) -> None:
+    """`feat` = `feat_base` + the BG/NBD columns (NULL before a first transaction or
+    without a fit). Runs on DuckDB and, through the same statements, on Spark."""
+    # At most BGNBD_FIT_ROWS distinct summaries per snapshot: an evenly spaced sample of
+    # them in (x, t_x, T) order, each weighted by its count (the same rows in both engines).
+    summary = con.execute(
+        f"""WITH s AS (
+            SELECT CAST(epoch(event_timestamp) AS BIGINT) AS snapshot_key,
+                history_frequency AS x, history_recency_days AS t_x, history_age_days AS age,
+                count(*) AS n
+            FROM feat_base WHERE history_frequency IS NOT NULL AND history_age_days > 0
+            GROUP BY CAST(epoch(event_timestamp) AS BIGINT), history_frequency,
+                history_recency_days, history_age_days),
+        r AS (
+            SELECT s.*, row_number() OVER (PARTITION BY snapshot_key ORDER BY x, t_x, age) AS rn,
+                count(*) OVER (PARTITION BY snapshot_key) AS cnt
+            FROM s)
+        SELECT snapshot_key, x, t_x, age, n FROM r
+        WHERE rn % CAST(ceil(cnt / {float(BGNBD_FIT_ROWS)}) AS BIGINT) = 0
+        ORDER BY snapshot_key, x, t_x, age"""
+    ).fetchall()
+    params = bgnbd_params(summary)
+    if params:
+        values = ", ".join(
+            f"({int(k)}, {r!r}, {alpha!r}, {a!r}, {b!r})" for k, r, alpha, a, b in params
+        )
+        source = f"SELECT * FROM (VALUES {values}) AS v(snapshot_key, r, alpha, a, b)"
+    else:
+        source = "SELECT 0 AS snapshot_key, 1.0 AS r, 1.0 AS alpha, 1.0 AS a, 1.0 AS b WHERE 1 = 0"
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE bgnbd_params AS
+        SELECT CAST(snapshot_key AS BIGINT) AS snapshot_key, CAST(r AS DOUBLE) AS r,
+            CAST(alpha AS DOUBLE) AS alpha, CAST(a AS DOUBLE) AS a, CAST(b AS DOUBLE) AS b
+        FROM ({source}) AS q"""
+    )
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE feat AS
+        SELECT f.*, {_bgnbd_columns()}
+        FROM feat_base f LEFT JOIN bgnbd_params p
+            ON p.snapshot_key = CAST(epoch(f.event_timestamp) AS BIGINT)"""
+    )
 
 
 def _stage_case(rules: dict[str, Any]) -> str:

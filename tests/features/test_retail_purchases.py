@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from clm import metrics
+from clm.bgnbd import fit_bgnbd
 from clm.settings import Settings
 from features.simulation import retail
-from training.baselines import fit_bgnbd
 
 
 @pytest.fixture(scope="module")
@@ -95,3 +95,24 @@ def test_unknown_scenario_names_the_choices(tmp_path: Path) -> None:
             scenario="nope",
             progress=False,
         )
+
+
+def test_bgnbd_features_are_the_fitted_model_in_sql(retail_settings: Settings) -> None:
+    """The pipeline's per-snapshot BG/NBD columns equal clm.bgnbd's own probabilities."""
+    from features.catalog import FEATURE_FILE
+    from features.pipeline import run_build
+
+    run_build(retail_settings, progress=False)
+    f = pd.read_parquet(retail_settings.feature_dir / FEATURE_FILE)
+    last = f[f["event_timestamp"] == f["event_timestamp"].max()]
+    x, t_x, age = (
+        last[c].to_numpy()
+        for c in ("history_frequency", "history_recency_days", "history_age_days")
+    )
+    model = fit_bgnbd(x, t_x, age)
+    np.testing.assert_allclose(last["bgnbd_p_alive"], model.p_alive(x, t_x, age), atol=1e-4)
+    np.testing.assert_allclose(
+        last["bgnbd_p_quiet_90d"], model.p_no_purchase(x, t_x, age), atol=1e-4
+    )
+    # Rows before any transaction have no history, hence no BG/NBD value.
+    assert f.loc[f["history_frequency"].isna(), "bgnbd_p_alive"].isna().all()

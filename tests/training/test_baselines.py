@@ -5,14 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from training.baselines import (
-    BGNBD,
-    baseline_gates,
-    bgnbd_churn_score,
-    bgnbd_log_likelihood,
-    churn_baselines,
-    fit_bgnbd,
-)
+from clm.bgnbd import BGNBD, bgnbd_log_likelihood, fit_bgnbd
+from training.baselines import baseline_gates, bgnbd_churn_score, churn_baselines
 
 # Fader, Hardie & Lee (2005), CDNOW cohort of 2,357 customers, 39 weeks of calibration.
 CDNOW = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}
