@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -30,7 +30,12 @@ def simulate(
         int, typer.Option("--seed", "-s", help="Random seed: the same seed gives the same bank.")
     ] = 7,
     scenario: Annotated[
-        str, typer.Option("--scenario", help="baseline or rate_shock.")
+        Literal["baseline", "rate_shock", "retail_purchases"],
+        typer.Option(
+            "--scenario",
+            help="baseline; rate_shock: a competitor's rate move part-way through; "
+            "retail_purchases: a transaction-only purchase log.",
+        ),
     ] = "baseline",
     shock_month: Annotated[
         int | None,
@@ -40,8 +45,17 @@ def simulate(
         ),
     ] = None,
     start_month: Annotated[
-        str, typer.Option("--start-month", help="First simulated month, YYYY-MM.")
+        str,
+        typer.Option("--start-month", metavar="YYYY-MM", help="First simulated month, YYYY-MM."),
     ] = "2024-01",
+    execute: Annotated[
+        int | None,
+        typer.Option(
+            "--execute",
+            help="Campaign id: rebuild the bank it was drawn on (same seed, more months) and "
+            "contact its treatment group (docs/campaigns.md).",
+        ),
+    ] = None,
 ) -> None:
     """Write the raw tables of a simulated retail bank (and its ground truth) under $CLM_HOME/raw."""
     state: State = ctx.obj
@@ -56,6 +70,7 @@ def simulate(
             scenario=scenario,
             shock_month=shock_month,
             start_month=start_month,
+            execute=execute,
         )
 
 
