@@ -279,6 +279,12 @@ def _file_format(table: str, path: Path, problems: Problems, order: int, given: 
     return None
 
 
+def _read_buffer_bytes(max_line_bytes: int) -> int:
+    """DuckDB's CSV read buffer: many times the longest line (a record longer than the
+    buffer is dropped without a word), and at least DuckDB's own 32 MB."""
+    return max(32 << 20, 16 * (max_line_bytes + 2))
+
+
 def _open_binary(path: Path) -> Any:
     return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
 
@@ -448,7 +454,7 @@ def _load(
         # DuckDB silently drops a record longer than its read buffer: the scan above bounds
         # each line, and a buffer many times the limit holds any record it lets through
         # (a longer one, of several lines, is a reported reject, not a silent drop).
-        buffer = max(32 << 20, 16 * (max_line_bytes + 2))
+        buffer = _read_buffer_bytes(max_line_bytes)
         reader = (
             f"read_csv({path}, columns={columns}, header=true, auto_detect=false, skip=0, "
             f"sep={_lit(delimiter)}, quote='\"', escape='\"', comment='', null_padding=false, "
@@ -540,12 +546,13 @@ def _load(
         rows, extra = con.execute(
             f"SELECT count(*), coalesce(sum(__extra_lines), 0) FROM {source.table}_data"
         ).fetchall()[0]
-        if scan.lines - scan.blank != 1 + rows + extra:
+        unread = scan.lines - scan.blank - (1 + rows + extra)
+        if unread > 0:
             # Never a silent drop: every non-blank line is the header, a row or part of one.
             problems.add(
                 source.problem(
                     f"the CSV reader read {rows:,} rows from {scan.lines:,} lines: "
-                    f"{scan.lines - scan.blank - 1 - rows - extra:,} lines were not read "
+                    f"{unread:,} line{'s' if unread > 1 else ''} not read "
                     "(a record the reader could not hold?); nothing was ingested"
                 )
             )

@@ -116,8 +116,7 @@ def ingest(
 ) -> None:
     """Import a bank's own data (docs/data-schema.md) into the raw tables; all or nothing.
 
-    With --transactions: a full load replacing every raw table. With only --contacts:
-    the CRM's contact log is added to (or replaced in) the existing raw tables.
+    A full load (--transactions) replaces every raw table; --contacts alone adds the CRM's log.
     """
     state: State = ctx.obj
     with user_errors():
