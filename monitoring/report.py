@@ -245,7 +245,7 @@ def build_charts(
             score=score,
         )
     if first and first.get("calibration"):
-        out["calibration"] = charts.calibration(first["calibration"], first["target"])
+        out["calibration"] = charts.reliability(first["calibration"], first["target"])
     return out
 
 

@@ -44,11 +44,12 @@ def snapshot_rows(settings: Settings, features: list[str]) -> pd.DataFrame:
 
 def booster_scorer(model_dir: Path) -> tuple[Scorer, list[str]]:
     """Churn probabilities from a registered churn model directory (manifest + booster)."""
-    import lightgbm as lgb
+    from clm.model_dir import open_model_dir
 
-    manifest = json.loads((model_dir / "manifest.json").read_text())
-    booster = lgb.Booster(model_file=str(model_dir / manifest["boosters"]["churn"]))
-    features = list(manifest["features"])
+    # Probed in a child process first: a corrupt booster is an error, not an abort.
+    checked, boosters = open_model_dir(model_dir, family="churn")
+    booster = boosters["churn"]
+    features = list(checked.features)
 
     def score(rows: pd.DataFrame) -> np.ndarray:
         return np.asarray(booster.predict(rows[features].to_numpy(dtype=np.float64)), dtype=float)
