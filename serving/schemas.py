@@ -151,6 +151,15 @@ class ScoreResponse(BaseModel):
     errors: list[ScoreError]
 
 
+class ShadowStatus(BaseModel):
+    """The family's challenger, scored in the background on /score traffic (never answers)."""
+
+    alias: str
+    version: str | None
+    loaded_at: str | None
+    last_load_error: str | None
+
+
 class ModelStatus(BaseModel):
     family: str
     registered_name: str
@@ -161,6 +170,7 @@ class ModelStatus(BaseModel):
     last_registry_check: str | None
     last_registry_error: str | None
     last_load_error: str | None
+    shadow: ShadowStatus | None = None
 
 
 class ModelsResponse(BaseModel):
