@@ -690,7 +690,18 @@ def run_report(
                     "clm.version": champion.version,
                     "clm.verdict": verdict,
                 },
-                metrics={},
+                # The report's figures, searchable and comparable across periods in MLflow.
+                metrics={
+                    **{
+                        f"psi.{r['name']}": r["psi"]
+                        for r in [
+                            *(drift or {}).get("features", []),
+                            *(drift or {}).get("scores", []),
+                        ]
+                    },
+                    **{f"auc.{t['target']}": t.get("auc") for t in performance.get("targets", [])},
+                    **{f"ks.{t['target']}": t.get("ks") for t in performance.get("targets", [])},
+                },
                 artifacts=[path, summary_path],
             )
             verdicts[family] = (verdict, [path, summary_path], reasons)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -22,11 +22,16 @@ def register(app: typer.Typer) -> None:
 def drift(
     ctx: typer.Context,
     model: Annotated[
-        str | None, typer.Option("--model", help="churn, propensity or stage (default: all).")
+        Literal["churn", "propensity", "stage"] | None,
+        typer.Option("--model", help="One model family (default: every family with a champion)."),
     ] = None,
     window: Annotated[
         str | None,
-        typer.Option("--window", help="Prediction-log window, e.g. 30d, or START:END dates."),
+        typer.Option(
+            "--window",
+            metavar="30d|START:END",
+            help="Prediction-log window, e.g. 30d, or START:END dates.",
+        ),
     ] = None,
     current: Annotated[
         Path | None,
@@ -73,7 +78,8 @@ AsOfOption = Annotated[
 def performance(
     ctx: typer.Context,
     model: Annotated[
-        str | None, typer.Option("--model", help="churn, propensity or stage (default: all).")
+        Literal["churn", "propensity", "stage"] | None,
+        typer.Option("--model", help="One model family (default: every family with a champion)."),
     ] = None,
     scores: ScoresOption = None,
     as_of: AsOfOption = None,
@@ -91,12 +97,15 @@ def performance(
 def report(
     ctx: typer.Context,
     model: Annotated[
-        str | None, typer.Option("--model", help="churn, propensity or stage (default: all).")
+        Literal["churn", "propensity", "stage"] | None,
+        typer.Option("--model", help="One model family (default: every family with a champion)."),
     ] = None,
     period: Annotated[
         str | None,
         typer.Option(
-            "--period", help="YYYY-MM, or START:END dates (default: the last 30 days of the log)."
+            "--period",
+            metavar="YYYY-MM|START:END",
+            help="YYYY-MM, or START:END dates (default: the last 30 days of the log).",
         ),
     ] = None,
     scores: ScoresOption = None,
