@@ -46,10 +46,12 @@ def build_workspace(home: Path, customers: int) -> None:
         subprocess.run([clm, *step], env=env, check=True, stdout=subprocess.DEVNULL)
 
 
-def wait_for_shadow(url: str, headers: dict[str, str], version: str | None) -> None:
+def wait_for_shadow(
+    url: str, admin: dict[str, str], headers: dict[str, str], version: str | None
+) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        httpx.post(f"{url}/admin/reload", headers=headers, timeout=60)
+        httpx.post(f"{url}/admin/reload", headers=admin, timeout=60)
         models = httpx.get(f"{url}/models", headers=headers, timeout=10).json()["models"]
         if (models["churn"].get("shadow") or {}).get("version") == version:
             return
