@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from clm.segments import SEGMENT_FEATURES, add_segment_names
+from clm.segments import SEGMENT_FEATURES, SEGMENTS, add_segment_names
 from clm.settings import MonitoringSettings, Settings
 from monitoring.drift import compare_populations
 
@@ -138,7 +138,7 @@ def rate_shock_drift(
                 current,
                 features=features,
                 scores=["churn_probability"],
-                segments=["value_tier"],
+                segments=SEGMENTS,
                 thresholds=thresholds,
             )
             affluent: dict[str, Any] = next(
@@ -156,6 +156,7 @@ def rate_shock_drift(
                     "scenario": scenario,
                     "rows": len(current),
                     "verdict": summary["verdict"],
+                    "reason": summary["reasons"][0] if summary["reasons"] else "",
                     "churn_psi": summary["scores"][0]["psi"],
                     "churn_band": summary["scores"][0]["band"],
                     "red_features": [r["name"] for r in summary["features"] if r["band"] == "red"],
