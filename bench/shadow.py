@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pandas as pd
@@ -93,13 +94,18 @@ def main(argv: list[str] | None = None) -> None:
                 for side in order:
                     alias_to = challenger if side == "shadow" else champion
                     client.set_registered_model_alias(name, settings.aliases.challenger, alias_to)
-                    wait_for_shadow(service.url, admin, challenger if side == "shadow" else None)
+                    wait_for_shadow(
+                        service.url,
+                        admin,
+                        service.headers(),
+                        challenger if side == "shadow" else None,
+                    )
                     load(url, body, service.headers(), clients=1, requests=50)  # warm-up
                     results[side].append(
                         load(url, body, service.headers(), clients=1, requests=args.requests)
                     )
                     print(side, {k: round(v, 2) for k, v in results[side][-1].items()}, flush=True)
-    summary = {
+    summary: dict[str, Any] = {
         side: {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
         for side, rounds in results.items()
     }
