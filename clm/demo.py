@@ -100,6 +100,18 @@ def run_demo(
     )
     done["drift_exit_code"] = drift_code
 
+    # A back-test: an older month end (its outcomes have matured) beside the latest batch,
+    # dated by snapshot, so the risk report shows realised and estimated performance.
+    from features.store import snapshots
+    from monitoring.report import run_report
+
+    stamps = sorted(snapshots(settings))
+    matured = (stamps[max(len(stamps) - 5, 0)] - _one_day()).strftime("%Y-%m-%d")
+    done["report_exit_code"] = step(
+        f"Writing the risk reports (back-test of {matured} and {latest})",
+        lambda: run_report(settings, model=None, period=None, scores=[batch_out], as_of=[matured]),
+    )
+
     from campaigns.demo import demo_campaign
 
     campaign = done["campaign"] = step(
@@ -222,6 +234,8 @@ def _where_is_everything(
     if drift_runs:
         for path in sorted(drift_runs[-1].glob("*")):
             console.print(f"drift report       {path}")
+    for path in sorted((settings.reports_dir / "risk").glob("*.html")):
+        console.print(f"risk report        {path}")
     for key, label in (("export", "campaign list"), ("report", "campaign report")):
         if done.get("campaign", {}).get(key):
             console.print(f"{label:<19}{done['campaign'][key]}")

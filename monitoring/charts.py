@@ -122,7 +122,7 @@ def monthly_trend(
     return _svg(figure)
 
 
-def calibration(deciles: Sequence[dict[str, Any]], target: str) -> str:
+def reliability(deciles: Sequence[dict[str, Any]], target: str) -> str:
     """Mean predicted vs observed rate in each score decile, against the diagonal."""
     figure, axes = _figure(width=3.6, height=3.2)
     predicted = [d["mean_predicted"] for d in deciles]

@@ -25,6 +25,8 @@ from monitoring.psi import (
     noise_levels,
     occupied_bins,
     psi_matrix,
+    simulated_noise,
+    sparse_bins,
 )
 from monitoring.quality import quality_table, unknown_customer_share, worst
 
@@ -93,6 +95,11 @@ def compare_populations(
         tests=tests,
         alpha=alpha,
     )
+    for j in range(len(columns)):
+        if sparse_bins(ref_shares[j], len(reference), len(current)):
+            noise[j], alarm[j] = simulated_noise(
+                ref_shares[j], len(reference), len(current), tests=tests, alpha=alpha, seed=j
+            )
     # PSI over a handful of rows is noise (a few scored requests would all look "red"):
     # below the same minimum as a segment, values are shown but not judged.
     enough_rows = min(len(reference), len(current)) >= minimum
@@ -138,6 +145,13 @@ def compare_populations(
             seg_noise, seg_alarm = noise_levels(
                 n_ref, n_cur, occupied_bins(seg_ref[g], seg_cur[g]), tests=tests, alpha=alpha
             )
+            if enough:
+                # Sparse bins (a small group over the book's bins): simulate the noise.
+                for i in range(len(columns)):
+                    if sparse_bins(seg_ref[g][i], n_ref, n_cur):
+                        seg_noise[i], seg_alarm[i] = simulated_noise(
+                            seg_ref[g][i], n_ref, n_cur, tests=tests, alpha=alpha, seed=i
+                        )
             seg_bands = [
                 calibrated_band(float(values[i]), float(seg_alarm[i]), amber, red)
                 for i in range(len(columns))

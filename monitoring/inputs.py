@@ -90,14 +90,26 @@ def load_champion(settings: Settings, family: str, client: Any = None) -> Champi
     local = mlflow_access.download_version(
         settings, name, str(version.version), mlflow_client=client
     )
-    manifest_path = local / "manifest.json"
-    sample_path = local / "reference" / "validation_sample.parquet"
-    if not manifest_path.is_file() or not sample_path.is_file():
+    from clm.model_dir import ModelDirError, probe_in_child, read_model_dir
+
+    try:
+        # A version whose boosters crash LightGBM (truncated, nan leaves) is refused here,
+        # probed in a child process, rather than trusted as the yardstick of a report.
+        model_dir = read_model_dir(local, family=family)
+        probe_in_child(model_dir)
+    except ModelDirError as exc:
         raise MonitoringInputError(
-            f"{name} version {version.version} has no manifest.json or reference/validation_sample.parquet "
+            f"{name} version {version.version} (alias {alias!r}) is refused: {exc}; "
+            f"move the alias back with `clm rollback {family}`"
+        ) from None
+    local = model_dir.root
+    sample_path = local / "reference" / "validation_sample.parquet"
+    if not sample_path.is_file():
+        raise MonitoringInputError(
+            f"{name} version {version.version} has no reference/validation_sample.parquet "
             f"in {local}; retrain it with `clm train {family}` so monitoring has a reference"
         )
-    manifest = json.loads(manifest_path.read_text())
+    manifest = model_dir.manifest
     reference = pd.read_parquet(sample_path)
     return ChampionVersion(
         family=family,

@@ -272,7 +272,13 @@ def performance_summaries(
 
     now = pd.Timestamp.now(tz="UTC")
     cutoff = now - pd.Timedelta(days=settings.monitoring.performance_min_age_days)
-    columns = ["ts", "customer_id", *[f"version_{f}" for f in families], "churn_probability"]
+    columns = [
+        "ts",
+        "request_id",
+        "customer_id",
+        *[f"version_{f}" for f in families],
+        "churn_probability",
+    ]
     columns += [f"propensity_{p}" for p in PROPENSITY_PRODUCTS] + [
         f"stage_prob_{s}" for s in STAGES
     ]
@@ -296,6 +302,22 @@ def performance_summaries(
         if matured_before is not None and not joined.empty
         else joined
     )
+    shadow_matured = pd.DataFrame()
+    if predictions is None:
+        # The challenger's rows (role = "shadow") on the same requests, matured the same way.
+        try:
+            shadow_log, _ = inputs.read_prediction_log(
+                settings,
+                columns=columns,
+                before=matured_before,
+                traffic="shadow",
+            )
+        except inputs.MonitoringInputError:
+            shadow_log = pd.DataFrame()
+        if start is not None and not shadow_log.empty:
+            shadow_log = shadow_log[shadow_log["ts"] >= start]
+        if not shadow_log.empty:
+            shadow_matured = join_outcomes(shadow_log, labels)
     out = {}
     with step_progress("performance", len(families), progress, transient=True) as advance:
         for family in families:
@@ -333,6 +355,9 @@ def performance_summaries(
             summary["estimates"] = estimated_performance(
                 log, family, reference, summary, settings.monitoring.auc_drop_amber
             )
+            summary["challenger"] = challenger_comparison(
+                matured, shadow_matured, family, settings.monitoring.min_segment_rows
+            )
             summary.update(
                 {
                     "model": family,
@@ -359,6 +384,49 @@ def performance_summaries(
             summary["red_reasons"] = [r[5:] for r in summary["reasons"] if r.startswith("RED: ")]
             out[family] = _json_safe(summary)
             advance()
+    return out
+
+
+def challenger_comparison(
+    champion_rows: pd.DataFrame, shadow_rows: pd.DataFrame, family: str, min_rows: int
+) -> list[dict[str, Any]]:
+    """Champion vs shadow challenger on the same matured customers and months.
+
+    Shadow rows carry the request id and customer of the champion row they shadow,
+    so both are judged on exactly the same predictions and outcomes."""
+    column = f"version_{family}"
+    if shadow_rows.empty or champion_rows.empty or column not in shadow_rows.columns:
+        return []
+    champion_versions = set(champion_rows.get(column, pd.Series(dtype=str)).dropna())
+    shadow = shadow_rows[~shadow_rows[column].isin(champion_versions)]
+    if shadow.empty or "request_id" not in champion_rows.columns:
+        return []
+    out = []
+    for version, rows in shadow.groupby(column):
+        pairs = champion_rows.merge(
+            rows, on=["request_id", "customer_id"], suffixes=("", "_shadow")
+        )
+        for name, label, score in targets(family):
+            if label not in pairs.columns or f"{score}_shadow" not in pairs.columns:
+                continue
+            part = pairs[[label, score, f"{score}_shadow", "month"]].dropna()
+            if part.empty:
+                continue
+            y = part[label].astype(float).to_numpy()
+            champion_auc = metrics.auc(y, part[score].astype(float).to_numpy())
+            challenger_auc = metrics.auc(y, part[f"{score}_shadow"].astype(float).to_numpy())
+            out.append(
+                {
+                    "target": name,
+                    "challenger_version": str(version),
+                    "rows": int(len(part)),
+                    "months": sorted(part["month"].unique().tolist()),
+                    "champion_auc": champion_auc,
+                    "challenger_auc": challenger_auc,
+                    "difference": challenger_auc - champion_auc,
+                    "judged": bool(len(part) >= min_rows),
+                }
+            )
     return out
 
 

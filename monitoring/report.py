@@ -245,7 +245,7 @@ def build_charts(
             score=score,
         )
     if first and first.get("calibration"):
-        out["calibration"] = charts.calibration(first["calibration"], first["target"])
+        out["calibration"] = charts.reliability(first["calibration"], first["target"])
     return out
 
 
@@ -430,9 +430,47 @@ def _estimates_section(performance: dict[str, Any] | None) -> str:
     )
 
 
+def _challenger_section(performance: dict[str, Any] | None) -> str:
+    """Champion vs the shadow challenger on the same matured customers and months."""
+    rows = (performance or {}).get("challenger") or []
+    if not rows:
+        return ""
+    body = [
+        [
+            td(esc(r["target"])),
+            td(esc(r["challenger_version"])),
+            td(f"{r['rows']:,}", True),
+            td(esc(", ".join(r["months"]))),
+            td(num(r["champion_auc"]), True),
+            td(num(r["challenger_auc"]), True),
+            td(num(r["difference"]), True),
+            td("yes" if r["judged"] else "too few rows"),
+        ]
+        for r in rows
+    ]
+    return (
+        "<h3>Champion vs shadow challenger, same customers and months</h3>"
+        "<p>The challenger scored the same requests in the background (shadow); once their "
+        "outcomes matured, both are measured on exactly the same predictions.</p>"
+        + table(
+            [
+                "outcome",
+                "challenger version",
+                "predictions",
+                "months",
+                "champion AUC",
+                "challenger AUC",
+                "difference",
+                "enough rows",
+            ],
+            body,
+        )
+    )
+
+
 def _performance_section(performance: dict[str, Any] | None) -> str:
     out = ["<h2>Performance on outcomes that have happened</h2>"]
-    estimates = _estimates_section(performance)
+    estimates = _estimates_section(performance) + _challenger_section(performance)
     if not performance or not performance.get("targets"):
         out.append(
             "<p>No prediction in this period is old enough for its outcome to be known yet "

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from clm.segments import SEGMENT_FEATURES, add_segment_names
+from clm.segments import SEGMENT_FEATURES, SEGMENTS, add_segment_names
 from clm.settings import MonitoringSettings, Settings
 from monitoring.drift import compare_populations
 
@@ -44,11 +44,12 @@ def snapshot_rows(settings: Settings, features: list[str]) -> pd.DataFrame:
 
 def booster_scorer(model_dir: Path) -> tuple[Scorer, list[str]]:
     """Churn probabilities from a registered churn model directory (manifest + booster)."""
-    import lightgbm as lgb
+    from clm.model_dir import open_model_dir
 
-    manifest = json.loads((model_dir / "manifest.json").read_text())
-    booster = lgb.Booster(model_file=str(model_dir / manifest["boosters"]["churn"]))
-    features = list(manifest["features"])
+    # Probed in a child process first: a corrupt booster is an error, not an abort.
+    checked, boosters = open_model_dir(model_dir, family="churn")
+    booster = boosters["churn"]
+    features = list(checked.features)
 
     def score(rows: pd.DataFrame) -> np.ndarray:
         return np.asarray(booster.predict(rows[features].to_numpy(dtype=np.float64)), dtype=float)
@@ -137,7 +138,7 @@ def rate_shock_drift(
                 current,
                 features=features,
                 scores=["churn_probability"],
-                segments=["value_tier"],
+                segments=SEGMENTS,
                 thresholds=thresholds,
             )
             affluent: dict[str, Any] = next(
@@ -155,6 +156,7 @@ def rate_shock_drift(
                     "scenario": scenario,
                     "rows": len(current),
                     "verdict": summary["verdict"],
+                    "reason": summary["reasons"][0] if summary["reasons"] else "",
                     "churn_psi": summary["scores"][0]["psi"],
                     "churn_band": summary["scores"][0]["band"],
                     "red_features": [r["name"] for r in summary["features"] if r["band"] == "red"],

@@ -23,6 +23,7 @@ from serving.models import (
     LoadedModel,
     ModelRefused,
     RegistryUnavailable,
+    challenger_version,
     champion_version,
     load_version,
     warm_up,
@@ -42,6 +43,9 @@ class FamilyStatus:
     last_registry_error: str | None = None
     last_load_error: str | None = None
     refused_version: str | None = None
+    # The challenger scored in the background on /score traffic (serving/shadow.py).
+    shadow_version: str | None = None
+    shadow_error: str | None = None
 
 
 class ModelHolder:
@@ -54,6 +58,7 @@ class ModelHolder:
         expected_features: Callable[[str], Sequence[str]],
         champion: Callable[[Settings, str], str | None] = champion_version,
         loader: Callable[..., LoadedModel] = load_version,
+        challenger: Callable[[Settings, str], str | None] | None = challenger_version,
     ) -> None:
         self.settings = settings
         self._expected_features = expected_features
@@ -61,6 +66,11 @@ class ModelHolder:
         self._loader = loader
         self._models: dict[str, LoadedModel] = {}
         self.current: ModelSet | None = None
+        # Challengers (a family's `challenger` that is not its champion), and the champions
+        # with them swapped in: what shadow scoring uses. None when there is no challenger.
+        self._challenger = challenger
+        self._shadows: dict[str, LoadedModel] = {}
+        self.shadow: ModelSet | None = None
         self.status = {family: FamilyStatus() for family in FAMILIES}
         self._check_lock = threading.Lock()
         self._wake = threading.Event()
@@ -104,6 +114,10 @@ class ModelHolder:
             if any(s.last_registry_error for s in self.status.values()):
                 # Start the next check on fresh connections (e.g. the file was restored).
                 self._reopen_registry(force=True)
+            if self._challenger is not None:
+                for family in FAMILIES:
+                    self._check_shadow(family)
+                self._rebuild_shadow()
 
     def _reopen_registry(self, *, force: bool) -> None:
         try:
@@ -111,6 +125,45 @@ class ModelHolder:
                 log.info("registry database re-opened (replaced, or after an error)")
         except Exception as exc:  # never stop the poller over this
             log.warning("could not re-open the registry database: %s", exc)
+
+    def _check_shadow(self, family: str) -> None:
+        """Load the family's challenger for shadow scoring (safe loading, as a champion's)."""
+        status = self.status[family]
+        assert self._challenger is not None
+        try:
+            version = self._challenger(self.settings, family)
+        except RegistryUnavailable:
+            return  # keep whatever shadows; the champion check recorded the error
+        served = self._models.get(family)
+        if version is None or (served is not None and served.version == version):
+            self._shadows.pop(family, None)
+            status.shadow_version, status.shadow_error = None, None
+            return
+        current = self._shadows.get(family)
+        if current is not None and current.version == version:
+            return
+        if status.shadow_error and status.shadow_version == version:
+            return  # refused before: not retried on every poll
+        status.shadow_version = version
+        try:
+            self._shadows[family] = self._loader(
+                self.settings, family, version, expected_features=self._expected_features
+            )
+            status.shadow_error = None
+        except Exception as exc:
+            self._shadows.pop(family, None)
+            status.shadow_error = f"version {version} refused: {exc}"
+            log.warning("challenger %s/%s not shadowed: %s", family, version, exc)
+
+    def _rebuild_shadow(self) -> None:
+        current = self.current
+        if current is None or not self._shadows:
+            self.shadow = None
+            return
+        shadow = current
+        for model in self._shadows.values():
+            shadow = shadow.replace(model)
+        self.shadow = shadow
 
     def _check_family(self, family: str, *, retry_refused: bool) -> None:
         status = self.status[family]
@@ -202,6 +255,14 @@ class ModelHolder:
                 "last_load_error": status.last_load_error,
                 "served": model is not None,
                 "reason": None if model is not None else _why_not_served_text(status),
+                "shadow": {
+                    "alias": self.settings.aliases.challenger,
+                    "version": self._shadows[family].version if family in self._shadows else None,
+                    "loaded_at": _iso(self._shadows[family].loaded_at)
+                    if family in self._shadows
+                    else None,
+                    "last_load_error": status.shadow_error,
+                },
             }
         return out
 

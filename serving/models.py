@@ -295,6 +295,16 @@ def check_golden(model: LoadedModel, golden: Any) -> None:
 
 def champion_version(settings: Settings, family: str) -> str | None:
     """The version the champion alias points at now (None when there is no champion)."""
+    return alias_version(settings, family, settings.aliases.champion)
+
+
+def challenger_version(settings: Settings, family: str) -> str | None:
+    """The version the challenger alias points at now (None when there is none)."""
+    return alias_version(settings, family, settings.aliases.challenger)
+
+
+def alias_version(settings: Settings, family: str, alias: str) -> str | None:
+    """The version `alias` points at now (None when no version has it)."""
     from mlflow.exceptions import MlflowException
 
     from clm import mlflow_access
@@ -302,7 +312,7 @@ def champion_version(settings: Settings, family: str) -> str | None:
     name = settings.models.family(family).registered_name
     client = mlflow_access.client(settings)
     try:
-        version = client.get_model_version_by_alias(name, settings.aliases.champion)
+        version = client.get_model_version_by_alias(name, alias)
     except MlflowException as exc:
         if getattr(exc, "error_code", "") in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
             return None

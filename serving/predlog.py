@@ -64,6 +64,8 @@ class LoggedRequest:
     scored: Scored | None
     unknown: tuple[str, ...] = ()
     versions: Mapping[str, str] = field(default_factory=dict)
+    # "champion" (answered the request) or "shadow" (a challenger scored in the background).
+    role: str = "champion"
 
     @property
     def feature_names(self) -> tuple[str, ...] | None:
@@ -80,6 +82,7 @@ def log_schema(feature_names: tuple[str, ...]) -> pa.Schema:
         pa.field("customer_id", pa.string()),
         pa.field("endpoint", pa.string()),
         pa.field("status", pa.string()),
+        pa.field("role", pa.string()),
         pa.field("version_churn", pa.string()),
         pa.field("version_propensity", pa.string()),
         pa.field("version_stage", pa.string()),
@@ -155,6 +158,7 @@ def to_batch(requests: list[LoggedRequest], schema: pa.Schema) -> pa.RecordBatch
         if unscored is not None
         else per_request([SCORED] * len(requests), pa.string())
     )
+    cols["role"] = per_request([r.role for r in requests], pa.string())
     for family in FAMILIES:
         cols[f"version_{family}"] = per_request(
             [versions(r).get(family) for r in requests], pa.string()
@@ -217,10 +221,11 @@ class PredictionLog:
         *,
         unknown: Sequence[str] = (),
         versions: Mapping[str, str] | None = None,
+        role: str = "champion",
     ) -> None:
         """Queue one request's rows (scored, then one per `unknown` id); written at the
         next flush (cheap, no I/O). `versions` name the serving models when nothing
-        was scored."""
+        was scored; `role` is "shadow" for a challenger's rows."""
         if scored is not None and not scored.customer_ids:
             scored = None
         if scored is None and not unknown:
@@ -237,6 +242,7 @@ class PredictionLog:
                 scored,
                 tuple(unknown),
                 dict(versions or {}),
+                role,
             )
         )
 

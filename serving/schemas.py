@@ -154,6 +154,15 @@ class ScoreResponse(BaseModel):
     errors: list[ScoreError]
 
 
+class ShadowStatus(BaseModel):
+    """The family's challenger, scored in the background on /score traffic (never answers)."""
+
+    alias: str
+    version: str | None
+    loaded_at: str | None
+    last_load_error: str | None
+
+
 class ModelStatus(BaseModel):
     family: str
     registered_name: str
@@ -169,6 +178,7 @@ class ModelStatus(BaseModel):
         description="Why the family is not served (no champion, refused version, registry "
         "unreachable); null while it is served."
     )
+    shadow: ShadowStatus | None = None
 
 
 class ModelsResponse(BaseModel):

@@ -41,6 +41,7 @@ from serving.schemas import (
     error_body,
 )
 from serving.scoring import ModelSet, UnknownFeatures, matrix_from_rows, risk_bands, score
+from serving.shadow import ShadowScorer
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -129,6 +130,7 @@ class ScoringService:
         self.holder = ModelHolder(settings, expected_features=self._expected_features)
         self.holder.start()
         self.predictions = PredictionLog.for_settings(settings)
+        self.shadow = ShadowScorer(self.predictions)
         self.bands = risk_bands(settings.serving)
         self._reader: Any = None
         self._warm_online()
@@ -188,6 +190,7 @@ class ScoringService:
     def shutdown(self) -> None:
         """Graceful stop: no acknowledged prediction is lost."""
         self.holder.stop()
+        self.shadow.close()
         self.predictions.close()
 
     # --- scoring ---
@@ -329,6 +332,9 @@ class ScoringService:
         self.predictions.append(
             request_id, endpoint, scored, unknown=unknown, versions=models.versions
         )
+        shadow = self.holder.shadow
+        if endpoint == "score" and scored is not None and shadow is not None:
+            self.shadow.submit(shadow, models, request_id, customer_ids, matrix)
         return _json(
             {
                 "request_id": request_id,

@@ -166,3 +166,27 @@ def test_backtest_report_uses_snapshot_dates_estimates_auc_and_draws_charts(
     text = path.read_text()
     assert text.count("<svg") >= 4 and "estimated before outcomes" in text
     assert not re.search(r"C\d{7}", text) and "<script" not in text
+
+
+def test_a_champion_whose_booster_would_crash_lightgbm_is_refused_with_its_reason(
+    monitored: tuple[Settings, Path],
+) -> None:
+    """Issue 10 defect 1, monitoring's part: a truncated booster is probed in a child process
+    and refused by name; this process survives (a bare lightgbm.Booster would abort it)."""
+    from clm import mlflow_access
+    from monitoring import inputs
+
+    settings, _ = monitored
+    client = mlflow_access.client(settings)
+    version = client.get_model_version_by_alias("clm-churn", settings.aliases.champion)
+    local = mlflow_access.download_version(settings, "clm-churn", str(version.version))
+    manifest = json.loads(next(local.rglob("manifest.json")).read_text())
+    booster = next(local.rglob("manifest.json")).parent / manifest["boosters"]["churn"]
+    original = booster.read_bytes()
+    try:
+        booster.write_bytes(original[: len(original) // 3])
+        with pytest.raises(inputs.MonitoringInputError, match=r"clm-churn version \d+ .* refused"):
+            inputs.load_champion(settings, "churn", client)
+    finally:
+        booster.write_bytes(original)
+    assert inputs.load_champion(settings, "churn", client).version == str(version.version)

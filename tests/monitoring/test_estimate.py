@@ -59,3 +59,32 @@ def test_a_batch_file_without_its_snapshot_date_is_refused_by_name(tmp_path: Pat
     pd.DataFrame({"customer_id": ["C1"], "f_age": [40.0]}).to_parquet(path)
     with pytest.raises(MonitoringInputError, match="scores.parquet: no snapshot date"):
         snapshot_of(path)
+
+
+def test_champion_and_shadow_challenger_are_compared_on_the_same_matured_rows() -> None:
+    from monitoring.performance import challenger_comparison
+
+    rng = np.random.default_rng(2)
+    n = 600
+    truth = rng.random(n)
+    churned = (rng.random(n) < truth).astype(float)
+    champion = pd.DataFrame(
+        {
+            "request_id": [f"r{i // 10}" for i in range(n)],
+            "customer_id": [f"C{i:07d}" for i in range(n)],
+            "version_churn": "4",
+            "churn_probability": truth + rng.normal(0, 0.3, n),  # a noisier ranking
+            "churn_90d": churned,
+            "month": "2025-01",
+        }
+    )
+    shadow = champion.copy()
+    shadow["version_churn"] = "5"
+    shadow["churn_probability"] = truth + rng.normal(0, 0.05, n)
+    # A shadow row whose request the champion log does not hold is not compared.
+    shadow.loc[n] = ["extra", "C9999999", "5", 0.5, 1.0, "2025-01"]
+    (row,) = challenger_comparison(champion, shadow, "churn", min_rows=200)
+    assert row["challenger_version"] == "5" and row["rows"] == n and row["judged"]
+    assert row["challenger_auc"] > row["champion_auc"] + 0.05
+    assert row["difference"] == pytest.approx(row["challenger_auc"] - row["champion_auc"])
+    assert challenger_comparison(champion, champion, "churn", min_rows=200) == []

@@ -71,8 +71,11 @@ def test_rate_shock_is_red_where_it_hit_and_baseline_stays_green(
     shocked = [r for r in rows if r["scenario"] == "rate_shock"]
     baseline = [r for r in rows if r["scenario"] == "baseline"]
     assert len(shocked) >= 3
-    # Every baseline month is green on every feature, score and segment.
+    # Every baseline month is green on every feature, score and segment (value tier and
+    # lifecycle stage, as `clm monitor drift` judges them), and says why.
     assert all(r["verdict"] == "green" for r in baseline), baseline
+    assert all(r["reason"].startswith("GREEN: no PSI above") for r in baseline), baseline
+    assert all(r["reason"].startswith("RED: ") for r in shocked[1:]), shocked
     # Once the shock has run a full month, affluent balances/outflows are red every month,
     # and the churn score has left green (the movers look risky to a pre-shock model).
     for r in shocked[1:]:
