@@ -291,6 +291,7 @@ BANK_KEYS = (
     "start_month",
     "scenario",
     "shock_month_index",
+    "executed_campaign",
 )
 
 

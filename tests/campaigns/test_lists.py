@@ -281,4 +281,16 @@ def test_execute_refuses_another_bank(tmp_path: Path) -> None:
     )
     with pytest.raises(ExecutionError, match="through your CRM"):
         run_simulation(settings, **ask, execute=bank_list)
+    # A list drawn on a bank that already executed a campaign cannot be replayed.
+    replayed = record_campaign(
+        registry,
+        _spec("z", select="aum > 0", rank_by="aum"),
+        _month(_frame()),
+        monthly_cap=5,
+        running_days=90,
+        reasons=lambda rows: [""] * len(rows),
+        bank={**origin, "executed_campaign": {"campaign_id": campaign_id}},
+    )
+    with pytest.raises(ExecutionError, match=f"had executed campaign {campaign_id}"):
+        run_simulation(settings, **ask, execute=replayed)
     assert not settings.raw_dir.exists()  # nothing written
