@@ -294,3 +294,22 @@ def test_execute_refuses_another_bank(tmp_path: Path) -> None:
     with pytest.raises(ExecutionError, match=f"had executed campaign {campaign_id}"):
         run_simulation(settings, **ask, execute=replayed)
     assert not settings.raw_dir.exists()  # nothing written
+
+
+def test_difference_in_rates_interval_and_p_value() -> None:
+    from campaigns.evaluation import diff_in_rates, qini_curve
+
+    y_t = np.array([1] * 30 + [0] * 970)
+    y_c = np.array([1] * 60 + [0] * 940)
+    r = diff_in_rates(y_t, y_c)
+    assert r["effect"] == pytest.approx(-0.03)
+    assert r["ci_low"] < -0.03 < r["ci_high"] < 0 and r["significant"]
+    assert r["p_value"] == pytest.approx(0.00121, rel=0.01)  # z = 3.236, pooled
+    # A group with no events still gets an interval with width on both sides.
+    small = diff_in_rates(np.zeros(20, int), np.array([1] + [0] * 19))
+    assert small["ci_low"] < -0.05 and small["ci_high"] > 0 and not small["significant"]
+    # Qini: a ranking that puts the responders first beats random targeting.
+    treated = np.tile([True, False], 100)
+    success = np.r_[np.tile([True, False], 20), np.zeros(160, bool)]
+    assert qini_curve(treated, success)["qini_coefficient"] > 0
+    assert qini_curve(treated[::-1], success[::-1])["qini_coefficient"] < 0
