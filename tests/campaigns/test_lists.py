@@ -313,3 +313,38 @@ def test_difference_in_rates_interval_and_p_value() -> None:
     success = np.r_[np.tile([True, False], 20), np.zeros(160, bool)]
     assert qini_curve(treated, success)["qini_coefficient"] > 0
     assert qini_curve(treated[::-1], success[::-1])["qini_coefficient"] < 0
+
+
+@pytest.mark.integration
+def test_production_profile_keeps_campaigns_in_postgres(tmp_path: Path) -> None:
+    """The production profile's registry is PostgreSQL; its database is created on first use."""
+    try:
+        socket.create_connection(POSTGRES, timeout=1).close()
+    except OSError:
+        pytest.skip(f"PostgreSQL is not running on {POSTGRES[0]}:{POSTGRES[1]}")
+    import sqlalchemy as sa
+
+    from clm.settings import Settings
+
+    name = f"clm_campaigns_prod_{uuid.uuid4().hex[:8]}"
+    url = f"postgresql+psycopg://postgres@{POSTGRES[0]}:{POSTGRES[1]}/{name}"
+    config = tmp_path / "clm.yaml"
+    config.write_text(
+        f"features:\n  profile: production\ncampaigns:\n  production_database_url: {url}\n"
+    )
+    settings = Settings.load(config=config, home=tmp_path, env={})
+    assert settings.campaign_database_url == url
+    registry = Registry.for_settings(settings)
+    try:
+        campaign_id = _record(registry, _spec("prod"), _frame())
+        assert Registry(url).group_counts(campaign_id)["control"] == 30  # 20 % of 150
+        assert not (tmp_path / "campaigns").exists()  # nothing in SQLite
+    finally:
+        registry.close()
+        admin = sa.create_engine(
+            f"postgresql+psycopg://postgres@{POSTGRES[0]}:{POSTGRES[1]}/postgres",
+            isolation_level="AUTOCOMMIT",
+        )
+        with admin.connect() as con:
+            con.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        admin.dispose()
