@@ -87,9 +87,7 @@ def diff_in_rates(y_t: np.ndarray, y_c: np.ndarray) -> dict[str, Any]:
     }
 
 
-def qini_curve(
-    treated: np.ndarray, success: np.ndarray, points: int = 50
-) -> dict[str, list[float] | float]:
+def qini_curve(treated: np.ndarray, success: np.ndarray, points: int = 50) -> dict[str, Any]:
     """Qini curve of a ranking (rows already in rank order): at each share of the list,
     successes in treatment minus control successes scaled to the treatment count."""
     n = len(treated)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated
 
 import typer
@@ -17,7 +18,9 @@ def register(app: typer.Typer) -> None:
 
 def train(
     ctx: typer.Context,
-    model: Annotated[str, typer.Argument(help="churn, propensity, stage or all.")],
+    model: Annotated[
+        str, typer.Argument(help="churn, propensity, stage, all, or uplift (campaigns).")
+    ],
     trials: Annotated[
         int | None,
         typer.Option(
@@ -29,6 +32,13 @@ def train(
 ) -> None:
     """Train on Feast training sets, log to MLflow, register a version as challenger (and champion if none)."""
     state: State = ctx.obj
+    if model == "uplift":  # learned from executed campaigns (campaigns/uplift.py)
+        with user_errors():
+            from campaigns.uplift import run_train_uplift
+
+            summary = run_train_uplift(state.settings)
+        typer.echo(json.dumps(summary, indent=2))
+        return
     with user_errors():
         from training.pipeline import run_train
 
