@@ -61,6 +61,21 @@ def run_simulation(
 
     `execute`: a campaign id; the bank it was drawn on is reproduced and its treatment
     group contacted (features/simulation/execution.py)."""
+    if scenario == "retail_purchases":  # transaction-only log: features/simulation/retail.py
+        from features.simulation.retail import run_retail
+
+        if execute is not None:
+            raise SimulationError(
+                "--execute needs the full simulated bank (campaigns contact its customers); "
+                "retail_purchases is a transaction-only log"
+            )
+        _validate(customers, months, seed, "baseline", shock_month, start_month)
+        retail = run_retail(
+            settings, customers=customers, months=months, seed=seed, start_month=start_month
+        )
+        if progress:
+            _summary(retail, settings.raw_dir)
+        return retail
     from features.simulation import tables
     from features.simulation.bank import ChunkBank
     from features.simulation.execution import chunk_ranges, load_executor

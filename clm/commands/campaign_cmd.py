@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -25,7 +25,10 @@ def create(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="A unique name, e.g. retain-declining-2025-06.")],
     as_of: Annotated[str, typer.Option("--as-of", help="List date YYYY-MM-DD (a month end).")],
-    scene: Annotated[str, typer.Option("--scene", help="lifecycle, product or event.")],
+    scene: Annotated[
+        Literal["lifecycle", "product", "event"],
+        typer.Option("--scene", help="What the campaign answers: a stage, a product, an event."),
+    ],
     select: Annotated[
         str,
         typer.Option(
@@ -53,7 +56,8 @@ def create(
         str | None, typer.Option("--product", help="The product sold (product scene).")
     ] = None,
     channel: Annotated[
-        str, typer.Option("--channel", help="call, branch, app_push or sms.")
+        Literal["call", "branch", "app_push", "sms"],
+        typer.Option("--channel", help="How the treatment group is contacted."),
     ] = "call",
 ) -> None:
     """Draw a list from the month-end scores with a randomized, stratified control group; print its id."""
