@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from campaigns.registry import Registry
     from clm.settings import Settings
 
-__all__ = ["UpliftError", "fit_t_learner", "run_train_uplift", "training_set"]
+__all__ = ["UpliftError", "fit_t_learner", "train_response_model", "training_set"]
 
 REGISTERED_NAME = "clm-uplift"
 FEATURE_SERVICE = "churn_v1"
@@ -122,7 +122,7 @@ def fit_t_learner(x: np.ndarray, treated: np.ndarray, churned: np.ndarray, seed:
     return boosters[0], boosters[1]
 
 
-def _uplift(treated_model: Any, control_model: Any, x: np.ndarray) -> np.ndarray:
+def _prevented_churn(treated_model: Any, control_model: Any, x: np.ndarray) -> np.ndarray:
     return np.asarray(control_model.predict(x)) - np.asarray(treated_model.predict(x))
 
 
@@ -140,7 +140,7 @@ def _kept_top(order_score: np.ndarray, true_effect: np.ndarray, share: float) ->
     return float(-np.nansum(true_effect[top]))
 
 
-def run_train_uplift(settings: Settings, *, seed: int | None = None) -> dict[str, Any]:
+def train_response_model(settings: Settings, *, seed: int | None = None) -> dict[str, Any]:
     """Fit, judge on held-out members, log to MLflow and register `clm-uplift`."""
     from campaigns.registry import Registry
 
@@ -156,7 +156,7 @@ def run_train_uplift(settings: Settings, *, seed: int | None = None) -> dict[str
     treated = data["treated"].to_numpy(bool)
     churned = data["churned"].to_numpy(bool)
     model_t, model_c = fit_t_learner(x[~held], treated[~held], churned[~held], seed)
-    uplift = _uplift(model_t, model_c, x[held])
+    uplift = _prevented_churn(model_t, model_c, x[held])
     kept = ~churned[held]
     metrics: dict[str, float] = {
         "rows_train": float((~held).sum()),

@@ -40,9 +40,9 @@ def train(
     state: State = ctx.obj
     if model == "uplift":  # learned from executed campaigns (campaigns/uplift.py)
         with user_errors():
-            from campaigns.uplift import run_train_uplift
+            from campaigns.uplift import train_response_model
 
-            summary = run_train_uplift(state.settings)
+            summary = train_response_model(state.settings)
         typer.echo(json.dumps(summary, indent=2))
         return
     with user_errors():
