@@ -93,7 +93,12 @@ def run_bank(
             holdout=holdout,
             seed=1000 + draw,
         )
-        registry = Registry(f"sqlite:///{home / f'registry-{draw}.db'}")
+        # A fresh registry per draw (no suppression by the previous draws' lists).
+        url = f"sqlite:///{home / f'registry-{draw}.db'}"
+        draw_settings = settings.model_copy(
+            update={"campaigns": settings.campaigns.model_copy(update={"database_url": url})}
+        )
+        registry = Registry(url)
         members, _ = select_members(month.frame, spec, [], month.snapshot.date(), 2)
         control = assign_groups(list_strata(members), holdout, spec.seed)
         simple = np.random.default_rng(spec.seed).random(len(members)) < holdout
@@ -108,14 +113,14 @@ def run_bank(
             bank=origin,
         )
         run_simulation(
-            settings,
+            draw_settings,
             customers=customers,
             months=months + 3,
             seed=seed,
             execute=campaign_id,
             progress=False,
         )
-        result = evaluate_campaign(settings, registry, campaign_id, 90)
+        result = evaluate_campaign(draw_settings, registry, campaign_id, 90)
         seconds = time.perf_counter() - started
         registry.close()
         shutil.rmtree(settings.raw_dir)
