@@ -12,6 +12,13 @@ stage and churn score; the 95 % interval covers the true effect in ≥ 90 % of d
 The baseline for balance is a simple (unstratified) random draw of the same share.
 
     flock /tmp/clm-heavy.lock .venv/bin/python -m bench.campaigns --banks 3 --draws 10
+
+`--uplift`: per bank, a list on every customer (half held out) is executed and
+`clm train uplift` learns from it; prints the held-out Qini of the uplift ranking, of
+churn risk and of the oracle (true effects), and the customers kept by contacting the
+top 30 % by uplift vs by churn risk (goals: Qini >= 0.8 x oracle; >= 1.5x kept).
+
+    flock /tmp/clm-heavy.lock .venv/bin/python -m bench.campaigns --uplift --banks 1 --customers 20000
 """
 
 from __future__ import annotations
@@ -62,12 +69,14 @@ def run_bank(
     from clm.settings import Settings
     from features.pipeline import run_build
     from features.simulator import run_simulation
+    from features.store import run_apply
     from training.pipeline import run_train
 
     home = work / f"bank-{seed}"
     settings = Settings.load(home=home, env={})
     run_simulation(settings, customers=customers, months=months, seed=seed, progress=False)
     run_build(settings, progress=False)
+    run_apply(settings)
     run_train(settings, model="all", trials=1, progress=False)
     last = f"{np.datetime64('2024-01', 'M') + months}"
     as_of = str(np.datetime64(f"{last}-01") - np.timedelta64(1, "D"))
@@ -84,7 +93,12 @@ def run_bank(
             holdout=holdout,
             seed=1000 + draw,
         )
-        registry = Registry(f"sqlite:///{home / f'registry-{draw}.db'}")
+        # A fresh registry per draw (no suppression by the previous draws' lists).
+        url = f"sqlite:///{home / f'registry-{draw}.db'}"
+        draw_settings = settings.model_copy(
+            update={"campaigns": settings.campaigns.model_copy(update={"database_url": url})}
+        )
+        registry = Registry(url)
         members, _ = select_members(month.frame, spec, [], month.snapshot.date(), 2)
         control = assign_groups(list_strata(members), holdout, spec.seed)
         simple = np.random.default_rng(spec.seed).random(len(members)) < holdout
@@ -99,14 +113,14 @@ def run_bank(
             bank=origin,
         )
         run_simulation(
-            settings,
+            draw_settings,
             customers=customers,
             months=months + 3,
             seed=seed,
             execute=campaign_id,
             progress=False,
         )
-        result = evaluate_campaign(settings, registry, campaign_id, 90)
+        result = evaluate_campaign(draw_settings, registry, campaign_id, 90)
         seconds = time.perf_counter() - started
         registry.close()
         shutil.rmtree(settings.raw_dir)
@@ -131,6 +145,53 @@ def run_bank(
     return rows
 
 
+def run_uplift(seed: int, customers: int, months: int, work: Path) -> dict[str, Any]:
+    """One bank: a retention list on every customer (half held out), executed, then
+    `clm train uplift` on it; the held-out Qini and customers kept by the top 30 %."""
+    from campaigns.lists import CampaignSpec, create_campaign
+    from campaigns.registry import Registry
+    from campaigns.uplift import train_response_model
+    from clm.settings import Settings
+    from features.pipeline import run_build
+    from features.simulator import run_simulation
+    from features.store import run_apply
+    from training.pipeline import run_train
+
+    settings = Settings.load(home=work / f"uplift-{seed}", env={})
+    run_simulation(settings, customers=customers, months=months, seed=seed, progress=False)
+    run_build(settings, progress=False)
+    run_apply(settings)
+    run_train(settings, model="all", trials=1, progress=False)
+    last = f"{np.datetime64('2024-01', 'M') + months}"
+    as_of = str(np.datetime64(f"{last}-01") - np.timedelta64(1, "D"))
+    registry = Registry.for_settings(settings)
+    spec = CampaignSpec("uplift-history", as_of, "lifecycle", "churn_probability > 0", holdout=0.5)
+    campaign_id = create_campaign(settings, registry, spec)
+    registry.close()
+    run_simulation(
+        settings, customers=customers, months=months + 3, seed=seed, execute=campaign_id,
+        progress=False,
+    )  # fmt: skip
+    started = time.perf_counter()
+    summary = train_response_model(settings, seed=seed)
+    m = summary["metrics"]
+    row = {
+        "bank_seed": seed,
+        "customers": customers,
+        **m,
+        "qini_ratio_to_oracle": m["qini_uplift"] / m["qini_oracle"] if m["qini_oracle"] else None,
+        "kept_ratio_uplift_vs_risk": (
+            m["kept_top30_uplift"] / m["kept_top30_churn_risk"]
+            if m["kept_top30_churn_risk"]
+            else None
+        ),
+        "champion": summary["champion"],
+        "train_seconds": time.perf_counter() - started,
+    }
+    print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}))
+    return row
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--banks", type=int, default=3, help="bank seeds (7, 8, ...)")
@@ -139,8 +200,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--months", type=int, default=18)
     parser.add_argument("--holdout", type=float, default=0.5)
     parser.add_argument("--work", type=Path, default=None, help="work folder (default: temp)")
+    parser.add_argument(
+        "--uplift", action="store_true", help="instead: train clm-uplift on an executed list"
+    )
     args = parser.parse_args(argv)
     work = args.work or Path(tempfile.mkdtemp(prefix="clm-bench-campaigns-"))
+    if args.uplift:
+        for seed in range(7, 7 + args.banks):
+            run_uplift(seed, args.customers, args.months, work)
+        if args.work is None:
+            shutil.rmtree(work, ignore_errors=True)
+        return
     rows: list[dict[str, Any]] = []
     for seed in range(7, 7 + args.banks):
         rows += run_bank(seed, args.draws, args.customers, args.months, args.holdout, work)

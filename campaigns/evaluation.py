@@ -6,7 +6,7 @@ campaign's outcome is churn (no holding open at the end of the window), a produc
 campaign's is opening the product within the window. Then:
 
 - intent-to-treat: the outcome rate in treatment minus control (`effect`), its 95 %
-  confidence interval (normal approximation, unpooled variance), the two-sided p-value
+  confidence interval (Agresti-Caffo: sound for rare outcomes and small groups), the two-sided p-value
   (pooled z-test) and the smallest effect this sample could have detected (80 % power);
   "not significant" is said plainly when the interval holds zero;
 - the effect on the treated, when the contact log says who was actually reached
@@ -64,7 +64,12 @@ def diff_in_rates(y_t: np.ndarray, y_c: np.ndarray) -> dict[str, Any]:
         }
     p_t, p_c = float(np.mean(y_t)), float(np.mean(y_c))
     effect = p_t - p_c
-    se = math.sqrt(p_t * (1 - p_t) / n_t + p_c * (1 - p_c) / n_c)
+    # Agresti-Caffo interval: one success and one failure added to each group. The plain
+    # Wald interval collapses when a group has no (or only) events, as small deciles and
+    # rare outcomes like 90-day churn often do, and then covers far less than 95 %.
+    a_t, a_c = (float(np.sum(y_t)) + 1) / (n_t + 2), (float(np.sum(y_c)) + 1) / (n_c + 2)
+    centre = a_t - a_c
+    se = math.sqrt(a_t * (1 - a_t) / (n_t + 2) + a_c * (1 - a_c) / (n_c + 2))
     pooled = (p_t * n_t + p_c * n_c) / (n_t + n_c)
     se0 = math.sqrt(pooled * (1 - pooled) * (1 / n_t + 1 / n_c))
     p_value = 1.0 if se0 == 0 else math.erfc(abs(effect) / se0 / math.sqrt(2))
@@ -74,17 +79,15 @@ def diff_in_rates(y_t: np.ndarray, y_c: np.ndarray) -> dict[str, Any]:
         "rate_treatment": p_t,
         "rate_control": p_c,
         "effect": effect,
-        "ci_low": effect - Z95 * se,
-        "ci_high": effect + Z95 * se,
+        "ci_low": centre - Z95 * se,
+        "ci_high": centre + Z95 * se,
         "p_value": p_value,
         "significant": p_value < ALPHA,
         "min_detectable_effect": (Z95 + Z80) * (se0 if se0 > 0 else se),
     }
 
 
-def qini_curve(
-    treated: np.ndarray, success: np.ndarray, points: int = 50
-) -> dict[str, list[float] | float]:
+def qini_curve(treated: np.ndarray, success: np.ndarray, points: int = 50) -> dict[str, Any]:
     """Qini curve of a ranking (rows already in rank order): at each share of the list,
     successes in treatment minus control successes scaled to the treatment count."""
     n = len(treated)

@@ -9,7 +9,7 @@ Steps, in order (each one a function below):
    campaign with the same measure, and customers whose treatment contacts in the
    contact month reached the monthly cap;
 4. rank, cap at `--max`, and draw the control group at random within strata of value
-   tier x stage x fifth of the list by rank (so both groups have the same mix of tiers,
+   tier x stage x tenth of the list by rank (so both groups have the same mix of tiers,
    stages and scores), reproducibly from the seed;
 5. the reasons, in words, from the model's own per-feature contributions.
 """
@@ -220,11 +220,11 @@ def select_members(
     return members.reset_index(drop=True), counts
 
 
-RANK_BANDS = 5
+RANK_BANDS = 10
 
 
 def list_strata(members: pd.DataFrame) -> np.ndarray:
-    """Each member's stratum: value tier / stage / fifth of the list by rank
+    """Each member's stratum: value tier / stage / tenth of the list by rank
     (`affluent/declining/q2`), so the groups match on tier, stage and score."""
     import pandas as pd
 
@@ -291,6 +291,7 @@ BANK_KEYS = (
     "start_month",
     "scenario",
     "shock_month_index",
+    "executed_campaign",
 )
 
 

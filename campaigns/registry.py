@@ -143,6 +143,8 @@ class Registry:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = _engine(url)
+        if self.engine.dialect.name == "postgresql":
+            _create_database_if_missing(self.engine)
         try:
             Base.metadata.create_all(self.engine)
             with self.engine.begin() as con:
@@ -287,6 +289,30 @@ def _engine(url: str) -> Engine:
 
         return engine
     return create_engine(url, pool_pre_ping=True)
+
+
+def _create_database_if_missing(engine: Engine) -> None:
+    """The production profile's database is created on first use (as MLflow and Feast do
+    theirs), from the server's maintenance database `postgres`."""
+    name = engine.url.database
+    try:
+        with engine.connect():
+            return
+    except OperationalError as exc:
+        if not name or "does not exist" not in str(exc.orig):
+            return  # unreachable for another reason: reported by the caller
+    admin = create_engine(engine.url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as con:
+            exists = con.execute(
+                text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}
+            ).first()
+            if not exists:
+                quoted = con.dialect.identifier_preparer.quote(name)
+                with contextlib.suppress(Exception):  # a concurrent first use created it
+                    con.execute(text(f"CREATE DATABASE {quoted}"))
+    finally:
+        admin.dispose()
 
 
 def _redact(url: str) -> str:

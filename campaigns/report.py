@@ -128,7 +128,7 @@ table{{border-collapse:collapse;margin:1rem 0}}td,th{{border:1px solid #ccc;padd
 <p>{html.escape(campaign["scene"])} campaign for {html.escape(campaign["measure"])} via
 {html.escape(campaign["channel"])}; list drawn {r["as_of"]} with rule
 <code>{html.escape(campaign["select"])}</code>, ranked by <code>{html.escape(campaign["rank_by"])}</code>;
-control share {campaign["holdout"]:.0%} drawn at random within value tier × stage × rank fifth (seed {campaign["seed"]}).
+control share {campaign["holdout"]:.0%} drawn at random within value tier × stage × rank tenth (seed {campaign["seed"]}).
 Outcome: <b>{html.escape(r["outcome"])}</b> within {r["horizon_days"]} days (intent-to-treat: every member
 counts in the group they were drawn into).</p>
 <p class="verdict">{html.escape(r["verdict"])}</p>

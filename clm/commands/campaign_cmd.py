@@ -142,6 +142,9 @@ def show(
         if key != "evaluations":
             typer.echo(f"{key:>16}: {value}")
     for e in summary["evaluations"]:
+        if e["effect"] is None:
+            typer.echo(f"      evaluation: {e['horizon_days']} days, no effect (a group was empty)")
+            continue
         typer.echo(
             f"      evaluation: {e['horizon_days']} days, effect {e['effect']:+.4f} "
             f"[{e['ci_low']:+.4f}, {e['ci_high']:+.4f}], p={e['p_value']:.3g} ({e['report']})"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Literal
 
 import typer
@@ -20,8 +21,11 @@ def register(app: typer.Typer) -> None:
 def train(
     ctx: typer.Context,
     model: Annotated[
-        Literal["churn", "propensity", "stage", "all"],
-        typer.Argument(help="The model family to train, or all three."),
+        Literal["churn", "propensity", "stage", "all", "uplift"],
+        typer.Argument(
+            help="The model family to train, or all three; uplift: who a retention contact "
+            "keeps, from executed campaigns (campaigns/uplift.py)."
+        ),
     ],
     trials: Annotated[
         int | None,
@@ -34,6 +38,13 @@ def train(
 ) -> None:
     """Train on Feast training sets, log to MLflow, register a version as challenger (and champion if none)."""
     state: State = ctx.obj
+    if model == "uplift":  # learned from executed campaigns (campaigns/uplift.py)
+        with user_errors():
+            from campaigns.uplift import train_response_model
+
+            summary = train_response_model(state.settings)
+        typer.echo(json.dumps(summary, indent=2))
+        return
     with user_errors():
         from training.pipeline import run_train
 

@@ -182,7 +182,7 @@ class Executor:
         if len(idx) == 0:
             return
         if j is None:
-            bank.engagement[idx] += retention_lift(bank.pop.segment[idx], self.channel)
+            bank.engagement[idx] += engagement_boost(bank.pop.segment[idx], self.channel)
         else:
             bank.campaign_until[idx, j] = np.maximum(
                 bank.campaign_until[idx, j], self.list_month + 2
@@ -221,7 +221,7 @@ class Executor:
         }
 
 
-def retention_lift(segment: np.ndarray, channel: str) -> np.ndarray:
+def engagement_boost(segment: np.ndarray, channel: str) -> np.ndarray:
     """Engagement lift of a retention contact per customer (segment codes)."""
     lift = RETENTION_LIFT[segment] * CHANNEL_REACH[channel]
     if channel in ("app_push", "sms"):

@@ -281,4 +281,70 @@ def test_execute_refuses_another_bank(tmp_path: Path) -> None:
     )
     with pytest.raises(ExecutionError, match="through your CRM"):
         run_simulation(settings, **ask, execute=bank_list)
+    # A list drawn on a bank that already executed a campaign cannot be replayed.
+    replayed = record_campaign(
+        registry,
+        _spec("z", select="aum > 0", rank_by="aum"),
+        _month(_frame()),
+        monthly_cap=5,
+        running_days=90,
+        reasons=lambda rows: [""] * len(rows),
+        bank={**origin, "executed_campaign": {"campaign_id": campaign_id}},
+    )
+    with pytest.raises(ExecutionError, match=f"had executed campaign {campaign_id}"):
+        run_simulation(settings, **ask, execute=replayed)
     assert not settings.raw_dir.exists()  # nothing written
+
+
+def test_difference_in_rates_interval_and_p_value() -> None:
+    from campaigns.evaluation import diff_in_rates, qini_curve
+
+    y_t = np.array([1] * 30 + [0] * 970)
+    y_c = np.array([1] * 60 + [0] * 940)
+    r = diff_in_rates(y_t, y_c)
+    assert r["effect"] == pytest.approx(-0.03)
+    assert r["ci_low"] < -0.03 < r["ci_high"] < 0 and r["significant"]
+    assert r["p_value"] == pytest.approx(0.00121, rel=0.01)  # z = 3.236, pooled
+    # A group with no events still gets an interval with width on both sides.
+    small = diff_in_rates(np.zeros(20, int), np.array([1] + [0] * 19))
+    assert small["ci_low"] < -0.05 and small["ci_high"] > 0 and not small["significant"]
+    # Qini: a ranking that puts the responders first beats random targeting.
+    treated = np.tile([True, False], 100)
+    success = np.r_[np.tile([True, False], 20), np.zeros(160, bool)]
+    assert qini_curve(treated, success)["qini_coefficient"] > 0
+    assert qini_curve(treated[::-1], success[::-1])["qini_coefficient"] < 0
+
+
+@pytest.mark.integration
+def test_production_profile_keeps_campaigns_in_postgres(tmp_path: Path) -> None:
+    """The production profile's registry is PostgreSQL; its database is created on first use."""
+    try:
+        socket.create_connection(POSTGRES, timeout=1).close()
+    except OSError:
+        pytest.skip(f"PostgreSQL is not running on {POSTGRES[0]}:{POSTGRES[1]}")
+    import sqlalchemy as sa
+
+    from clm.settings import Settings
+
+    name = f"clm_campaigns_prod_{uuid.uuid4().hex[:8]}"
+    url = f"postgresql+psycopg://postgres@{POSTGRES[0]}:{POSTGRES[1]}/{name}"
+    config = tmp_path / "clm.yaml"
+    config.write_text(
+        f"features:\n  profile: production\ncampaigns:\n  production_database_url: {url}\n"
+    )
+    settings = Settings.load(config=config, home=tmp_path, env={})
+    assert settings.campaign_database_url == url
+    registry = Registry.for_settings(settings)
+    try:
+        campaign_id = _record(registry, _spec("prod"), _frame())
+        assert Registry(url).group_counts(campaign_id)["control"] == 30  # 20 % of 150
+        assert not (tmp_path / "campaigns").exists()  # nothing in SQLite
+    finally:
+        registry.close()
+        admin = sa.create_engine(
+            f"postgresql+psycopg://postgres@{POSTGRES[0]}:{POSTGRES[1]}/postgres",
+            isolation_level="AUTOCOMMIT",
+        )
+        with admin.connect() as con:
+            con.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        admin.dispose()

@@ -120,3 +120,21 @@ def test_create_export_execute_rebuild_evaluate(loop_env: dict[str, str], loop_h
     report = Path(evaluation["report"])
     assert report.is_file() and "data:image/png;base64," in report.read_text()
     assert json.loads(_clm(env, "campaign", "show", str(campaign_id), "--json"))["evaluations"]
+
+    # The executed list is randomized history: an uplift model learns from it. Its MLflow
+    # is the copy's own, so the shared registry never sees clm-uplift.
+    own = {**env, "MLFLOW_TRACKING_URI": f"sqlite:///{loop_home / 'uplift.db'}"}
+    own["MLFLOW_REGISTRY_URI"] = own["MLFLOW_TRACKING_URI"]
+    out = _clm(own, "train", "uplift")
+    summary = json.loads(out[out.index("{") :])
+    metrics = summary["metrics"]
+    assert metrics["rows_train"] + metrics["rows_holdout"] == n
+    assert metrics["qini_oracle"] > 0  # the truth ranks responders first
+    assert metrics["kept_top30_oracle"] >= metrics["kept_top30_uplift"]
+    from clm.mlflow_access import client
+
+    registry = client(Settings.load(home=loop_home, env=own))
+    version = registry.get_model_version_by_alias("clm-uplift", "challenger")
+    assert str(version.version) == summary["version"] == "1"
+    assert json.loads(version.tags["clm.features"])[0]
+    assert summary["champion"] == (metrics["qini_uplift"] > 0)
