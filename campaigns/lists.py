@@ -9,7 +9,8 @@ Steps, in order (each one a function below):
    campaign with the same measure, and customers whose treatment contacts in the
    contact month reached the monthly cap;
 4. rank, cap at `--max`, and draw the control group at random within strata of value
-   tier x stage (so both groups have the same mix), reproducibly from the seed;
+   tier x stage x fifth of the list by rank (so both groups have the same mix of tiers,
+   stages and scores), reproducibly from the seed;
 5. the reasons, in words, from the model's own per-feature contributions.
 """
 
@@ -43,7 +44,7 @@ __all__ = [
 ]
 
 SCENES = ("lifecycle", "product", "event")
-CHANNELS = ("call", "branch", "app_push", "sms", "email")
+CHANNELS = ("call", "branch", "app_push", "sms")
 REASONS_PER_MEMBER = 3
 
 
@@ -219,6 +220,25 @@ def select_members(
     return members.reset_index(drop=True), counts
 
 
+RANK_BANDS = 5
+
+
+def list_strata(members: pd.DataFrame) -> np.ndarray:
+    """Each member's stratum: value tier / stage / fifth of the list by rank
+    (`affluent/declining/q2`), so the groups match on tier, stage and score."""
+    import pandas as pd
+
+    n = len(members)
+    band = (np.arange(n) * RANK_BANDS // max(n, 1)) + 1
+    return (
+        members["value_tier"].astype(str)
+        + "/"
+        + members["stage"].astype(str)
+        + "/q"
+        + pd.Series(band, index=members.index).astype(str)
+    ).to_numpy()
+
+
 def assign_groups(strata: np.ndarray, holdout: float, seed: int) -> np.ndarray:
     """True for the control group: within each stratum a random `holdout` share, the
     rounding carried from stratum to stratum so the whole list's share is exact.
@@ -259,7 +279,33 @@ def create_campaign(settings: Settings, registry: Registry, spec: CampaignSpec) 
         monthly_cap=settings.campaigns.monthly_contact_cap,
         running_days=settings.campaigns.running_days,
         reasons=lambda rows: member_reasons(month.models, month.matrix[rows], spec),
+        bank=bank_origin(settings),
     )
+
+
+BANK_KEYS = (
+    "source",
+    "seed",
+    "customers",
+    "months",
+    "start_month",
+    "scenario",
+    "shock_month_index",
+)
+
+
+def bank_origin(settings: Settings) -> dict[str, Any] | None:
+    """What `clm simulate --execute` needs to rebuild the bank the list is drawn on: the
+    simulation's parameters from raw/meta.json (None for a bank's own data)."""
+    import json
+
+    path = settings.raw_dir / "meta.json"
+    if not path.exists():
+        return None
+    meta = json.loads(path.read_text())
+    if meta.get("source") != "simulator":
+        return None
+    return {key: meta.get(key) for key in BANK_KEYS}
 
 
 def record_campaign(
@@ -270,6 +316,7 @@ def record_campaign(
     monthly_cap: int,
     running_days: int,
     reasons: Callable[[np.ndarray], list[str]],
+    bank: dict[str, Any] | None = None,
 ) -> int:
     """Select, suppress, draw the groups and insert the campaign with its members, all in
     one registry transaction under the writer lock (so two lists drawn at once cannot
@@ -283,7 +330,7 @@ def record_campaign(
     with registry.writing() as session:
         enrolments = registry.enrolments(session, since=month.as_of)
         members, counts = select_members(month.frame, spec, enrolments, contact_month, monthly_cap)
-        strata = (members["value_tier"].astype(str) + "/" + members["stage"].astype(str)).to_numpy()
+        strata = list_strata(members)
         control = assign_groups(strata, spec.holdout, spec.seed)
         position = {c: i for i, c in enumerate(month.frame["customer_id"])}
         rows = np.array([position[c] for c in members["customer_id"]], dtype=np.intp)
@@ -304,7 +351,7 @@ def record_campaign(
             seed=spec.seed,
             status="running",
             created_at=datetime.now(UTC),
-            details={"model_versions": month.versions, "counts": counts},
+            details={"model_versions": month.versions, "counts": counts, "bank": bank},
         )
         session.add(campaign)
         session.flush()

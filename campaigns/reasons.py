@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from clm.domain import ACQUISITION_CHANNELS, REGIONS, SEGMENTS, STAGES, VALUE_TIERS
+
 if TYPE_CHECKING:
     from campaigns.lists import CampaignSpec
     from serving.scoring import ModelSet
@@ -22,6 +24,12 @@ __all__ = ["member_reasons", "phrase"]
 
 def _pct(v: float) -> str:
     return f"{abs(v) * 100:.0f}%"
+
+
+def _few(v: float, thing: str, when: str) -> str:
+    if v < 0.5:
+        return f"no {thing}s {when}"
+    return f"only {v:.0f} {thing}{'' if round(v) == 1 else 's'} {when}"
 
 
 def _money(v: float) -> str:
@@ -66,7 +74,7 @@ _PHRASES: dict[str, tuple[float, Callable[[float], str], Callable[[float], str]]
     "n_products": (
         2.5,
         lambda v: f"holds {v:.0f} products",
-        lambda v: f"holds only {v:.0f} product(s)",
+        lambda v: "holds only the current account" if v < 1.5 else f"holds only {v:.0f} products",
     ),
     "activity_change_3m": (
         0,
@@ -102,7 +110,7 @@ _PHRASES: dict[str, tuple[float, Callable[[float], str], Callable[[float], str]]
     "txn_count_1m": (
         5,
         lambda v: f"{v:.0f} transactions last month",
-        lambda v: f"only {v:.0f} transactions last month",
+        lambda v: _few(v, "transaction", "last month"),
     ),
     "txn_count_3m": (
         15,
@@ -132,6 +140,119 @@ _PHRASES: dict[str, tuple[float, Callable[[float], str], Callable[[float], str]]
         lambda v: "opened nothing lately",
     ),
     "age": (60, lambda v: f"aged {v:.0f}", lambda v: f"aged {v:.0f}"),
+    "txn_count_6m": (
+        30,
+        lambda v: f"{v:.0f} transactions in 6 months",
+        lambda v: f"only {v:.0f} transactions in 6 months",
+    ),
+    "logins_3m": (
+        6,
+        lambda v: f"{v:.0f} app logins in 3 months",
+        lambda v: f"only {v:.0f} app logins in 3 months",
+    ),
+    "login_trend": (
+        0,
+        lambda v: "uses the app more than before",
+        lambda v: "uses the app less than before",
+    ),
+    "atm_share_3m": (0.3, lambda v: "mostly withdraws cash at ATMs", lambda v: "rarely uses ATMs"),
+    "pos_share_3m": (0.3, lambda v: "pays by card often", lambda v: "rarely pays by card"),
+    "branch_share_3m": (
+        0.3,
+        lambda v: "often comes to the branch",
+        lambda v: "rarely comes to the branch",
+    ),
+    "card_spend_3m": (
+        1,
+        lambda v: f"spent {_money(v)} by card in 3 months",
+        lambda v: "no card spending in 3 months",
+    ),
+    "max_outflow_1m": (
+        10_000,
+        lambda v: f"moved out {_money(v)} at once last month",
+        lambda v: "no large payment out last month",
+    ),
+    "inflow_1m": (
+        1,
+        lambda v: f"{_money(v)} came in last month",
+        lambda v: "nothing came in last month",
+    ),
+    "inflow_3m": (
+        1,
+        lambda v: f"{_money(v)} came in over 3 months",
+        lambda v: "nothing came in over 3 months",
+    ),
+    "outflow_3m": (
+        1,
+        lambda v: f"{_money(v)} went out over 3 months",
+        lambda v: "nothing went out over 3 months",
+    ),
+    "outflow_1m": (
+        1,
+        lambda v: f"{_money(v)} went out last month",
+        lambda v: "nothing went out last month",
+    ),
+    "net_flow_1m": (
+        0,
+        lambda v: f"{_money(v)} more came in than went out last month",
+        lambda v: f"{_money(v)} more went out than came in last month",
+    ),
+    "net_flow_3m": (
+        0,
+        lambda v: f"{_money(v)} more came in than went out in 3 months",
+        lambda v: f"{_money(v)} more went out than came in over 3 months",
+    ),
+    "salary_amount_3m": (
+        1,
+        lambda v: f"salary of {_money(v)} in 3 months",
+        lambda v: "no salary in 3 months",
+    ),
+    "investment_outflow_3m": (
+        1,
+        lambda v: f"invested {_money(v)} in 3 months",
+        lambda v: "invested nothing in 3 months",
+    ),
+    "debt_balance": (1, lambda v: f"owes {_money(v)}", lambda v: "owes us nothing"),
+    "deposit_share": (
+        0.5,
+        lambda v: "keeps most money in deposits",
+        lambda v: "keeps little in deposits",
+    ),
+    "investment_share": (
+        0.3,
+        lambda v: "a good part of the money is invested",
+        lambda v: "little or nothing invested",
+    ),
+    "current_account_balance": (
+        5_000,
+        lambda v: f"{_money(v)} on the current account",
+        lambda v: f"only {_money(v)} on the current account",
+    ),
+    "time_deposit_balance": (
+        1,
+        lambda v: f"{_money(v)} in time deposits",
+        lambda v: "no time deposit",
+    ),
+    "months_since_last_opening": (
+        12,
+        lambda v: f"nothing new opened for {v:.0f} months",
+        lambda v: f"opened a product {v:.0f} months ago",
+    ),
+    "avg_txn_amount_3m": (
+        1_000,
+        lambda v: f"large transactions (about {_money(v)})",
+        lambda v: f"small transactions (about {_money(v)})",
+    ),
+    "avg_session_seconds_3m": (120, lambda v: "long app sessions", lambda v: "short app sessions"),
+}
+
+
+_CODES: dict[str, tuple[tuple[str, ...], str]] = {
+    "value_tier_code": (VALUE_TIERS, "a {} customer"),
+    "segment_code": (SEGMENTS, "in the {} group"),
+    "stage_code": (STAGES, "lifecycle stage: {}"),
+    "acquisition_channel_code": (ACQUISITION_CHANNELS, "joined through {}"),
+    "region_code": (REGIONS, "lives in the {}"),
 }
 
 
@@ -143,6 +264,11 @@ def phrase(feature: str, value: float | None) -> str:
     if known is not None:
         threshold, high, low = known
         return high(value) if value > threshold else low(value)
+    vocabulary = _CODES.get(feature)
+    if vocabulary is not None:
+        words, template = vocabulary
+        k = int(value)
+        return template.format(words[k].replace("_", " ")) if 0 <= k < len(words) else "unknown"
     if feature.startswith("holds_"):
         product = feature.removeprefix("holds_").replace("_", " ")
         return f"has a {product}" if value >= 0.5 else f"no {product} yet"

@@ -127,6 +127,9 @@ class ServingSettings(_Section):
 class MonitoringSettings(_Section):
     psi_amber: float = 0.10
     psi_red: float = 0.25
+    # Chance that a calm period (no change) gets any amber/red PSI, over all columns
+    # and segments of one verdict: PSI is judged against its sampling noise too.
+    drift_false_alarm_rate: float = Field(0.01, gt=0, lt=1)
     bins: int = Field(10, ge=2)
     performance_min_age_days: int = 90
     # Data-quality bands (shares of rows, 0..1) and the rest of the monitoring knobs.
@@ -166,6 +169,21 @@ class CampaignSettings(_Section):
     running_days: int = Field(90, ge=1)
 
 
+class SparkSettings(_Section):
+    """The scale-out engine (`--engine spark`; docs/scale.md). Tests use local[2]."""
+
+    # local[N] runs in this process's JVM; spark://host:7077, yarn, k8s://... a cluster.
+    master: str = "local[2]"
+    app_name: str = "clm"
+    driver_memory: str = Field("2g", pattern=r"^\d+[kmgt]?$")
+    executor_memory: str = Field("2g", pattern=r"^\d+[kmgt]?$")
+    shuffle_partitions: int = Field(8, ge=1)
+    # Scratch space for shuffles and spills; "{home}" is the workspace.
+    local_dir: str = "{home}/spark/tmp"
+    # Any other Spark property, passed as is (spark.executor.instances, s3a keys, ...).
+    conf: dict[str, str] = {}
+
+
 class Settings(_Section):
     """Everything a command needs, resolved. `home` is absolute."""
 
@@ -180,6 +198,7 @@ class Settings(_Section):
     monitoring: MonitoringSettings = MonitoringSettings()
     features: FeatureSettings = FeatureSettings()
     campaigns: CampaignSettings = CampaignSettings()
+    spark: SparkSettings = SparkSettings()
     # Secrets come from the environment only, never from files; never logged.
     api_keys: tuple[str, ...] = Field(default=(), repr=False)
     admin_token: str | None = Field(default=None, repr=False)
@@ -226,6 +245,10 @@ class Settings(_Section):
         if self.features.profile == "production":
             return self.campaigns.production_database_url
         return f"sqlite:///{(self.home / 'campaigns' / 'campaigns.db').as_posix()}"
+
+    @property
+    def spark_local_dir(self) -> str:
+        return self.spark.local_dir.format(home=self.home.as_posix())
 
     @property
     def optuna_storage(self) -> str:

@@ -41,6 +41,10 @@ class BatchError(ClmError):
     """Batch scoring cannot run (bad date, no features, no champion)."""
 
 
+# Parquet key-value metadata of a batch file: the feature snapshot it scored (ISO time).
+SNAPSHOT_KEY = "clm.snapshot_ts"
+
+
 def parse_as_of(as_of: str) -> date:
     try:
         return date.fromisoformat(as_of)
@@ -291,7 +295,10 @@ def run_score_batch(
     ):
         scored = Path(scratch) / "scored.parquet" if select else tmp
         with (
-            pq.ParquetWriter(scored, schema) as writer,
+            # The snapshot date travels with the file: monitoring back-tests on it, not on `ts`.
+            pq.ParquetWriter(
+                scored, schema.with_metadata({SNAPSHOT_KEY: snapshot.isoformat()})
+            ) as writer,
             step_progress(f"scoring {rows:,} customers", rows, progress, transient=True) as advance,
         ):
             for start in range(0, rows, CHUNK_ROWS):

@@ -56,7 +56,7 @@ def create(
         str | None, typer.Option("--product", help="The product sold (product scene).")
     ] = None,
     channel: Annotated[
-        Literal["call", "branch", "app_push", "sms", "email"],
+        Literal["call", "branch", "app_push", "sms"],
         typer.Option("--channel", help="How the treatment group is contacted."),
     ] = "call",
 ) -> None:
@@ -162,3 +162,40 @@ def export(
 
         rows = export_treatment(Registry.for_settings(state.settings), campaign_id, out)
     typer.echo(f"wrote {rows:,} customers to contact -> {out}")
+
+
+@campaign_app.command("evaluate")
+def evaluate(
+    ctx: typer.Context,
+    campaign_id: Annotated[int, typer.Argument(help="Campaign id.")],
+    horizon_days: Annotated[
+        int, typer.Option("--horizon-days", min=1, help="Outcome window after the list date.")
+    ] = 90,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the evaluation as JSON.")] = False,
+    mlflow_run: Annotated[
+        bool, typer.Option("--mlflow/--no-mlflow", help="Log the evaluation as an MLflow run.")
+    ] = True,
+) -> None:
+    """Treatment vs control: effect with 95 % CI and p-value, by decile and segment, Qini curve;
+    an HTML report and an MLflow run."""
+    state: State = ctx.obj
+    with user_errors():
+        from campaigns.evaluation import run_evaluation
+
+        result = run_evaluation(
+            state.settings, campaign_id, horizon_days=horizon_days, mlflow_run=mlflow_run
+        )
+    if as_json:
+        typer.echo(json.dumps(result, indent=2, default=str))
+        return
+    typer.echo(
+        f"campaign {campaign_id} ({result['outcome']}, {horizon_days} days): "
+        f"treatment {result['n_treatment']:,} at {result['rate_treatment']:.2%}, "
+        f"control {result['n_control']:,} at {result['rate_control']:.2%}"
+    )
+    typer.echo(f"  {result['verdict']}")
+    if result["true_effect"] is not None:
+        typer.echo(f"  simulator truth: {result['true_effect'] * 100:+.2f} pp")
+    typer.echo(f"  report: {result['report']}")
+    if result.get("mlflow_run_id"):
+        typer.echo(f"  MLflow run: {result['mlflow_run_id']}")

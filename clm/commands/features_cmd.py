@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -23,12 +24,30 @@ def _say(message: str) -> None:
     Console(stderr=True).print(message, highlight=False, soft_wrap=True)
 
 
+class Engine(StrEnum):
+    duckdb = "duckdb"
+    spark = "spark"
+
+
 @features_app.command("build")
-def build(ctx: typer.Context) -> None:
-    """Build the feature tables and labels from the raw tables (DuckDB SQL)."""
+def build(
+    ctx: typer.Context,
+    engine: Annotated[
+        Engine,
+        typer.Option(
+            "--engine",
+            help="duckdb: one process (default); spark: the same SQL on Spark "
+            "(spark.master in mlflow.yaml; docs/scale.md).",
+        ),
+    ] = Engine.duckdb,
+) -> None:
+    """Build the feature tables and labels from the raw tables (DuckDB SQL, or Spark)."""
     state: State = ctx.obj
     with user_errors():
-        from features.pipeline import run_build
+        if engine is Engine.spark:
+            from features.spark_engine import run_build_spark as run_build
+        else:
+            from features.pipeline import run_build
 
         summary = run_build(state.settings)
         _say(

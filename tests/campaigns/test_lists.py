@@ -228,3 +228,57 @@ def postgres_url() -> Iterator[str]:
 @pytest.mark.integration
 def test_concurrent_writers_never_double_enrol_postgres(postgres_url: str) -> None:
     _concurrent_writers(postgres_url)
+
+
+def test_reasons_read_like_words() -> None:
+    from campaigns.reasons import phrase
+
+    assert phrase("days_since_last_txn", 45.0) == "no transaction for 45 days"
+    assert phrase("salary_stopped_flag", 1.0) == "salary has stopped arriving"
+    assert phrase("stage_code", 3.0) == "lifecycle stage: declining"
+    assert phrase("holds_credit_card", 0.0) == "no credit card yet"
+    assert phrase("txn_count_1m", 1.0) == "only 1 transaction last month"
+    # A feature without a phrase falls back to its catalogue definition.
+    assert phrase("net_flow_6m", 10.0).startswith("inflow - outflow in the last 6 month")
+
+
+def test_execute_refuses_another_bank(tmp_path: Path) -> None:
+    from campaigns.lists import BANK_KEYS
+    from features.simulation.execution import ExecutionError
+    from features.simulator import run_simulation
+    from tests.fixtures.bank import make_settings
+
+    settings = make_settings(tmp_path)
+    registry = Registry.for_settings(settings)
+    origin = dict(
+        zip(BANK_KEYS, ("simulator", 7, 2000, 18, "2024-01", "baseline", None, None), strict=True)
+    )
+    campaign_id = record_campaign(
+        registry,
+        _spec("x"),
+        _month(_frame()),
+        monthly_cap=2,
+        running_days=90,
+        reasons=lambda rows: [""] * len(rows),
+        bank=origin,
+    )
+    ask = dict(customers=2000, months=21, seed=7, start_month="2024-01", progress=False)
+    with pytest.raises(ExecutionError, match=r"seed 8 \(the list's bank: 7\)"):
+        run_simulation(settings, **{**ask, "seed": 8}, execute=campaign_id)
+    with pytest.raises(ExecutionError, match="shorter than the bank"):
+        run_simulation(settings, **{**ask, "months": 12}, execute=campaign_id)
+    with pytest.raises(ExecutionError, match="contact month is after the simulated period"):
+        run_simulation(settings, **{**ask, "months": 18}, execute=campaign_id)
+    # A list drawn on a bank's own data is executed by the bank's CRM, not the simulator.
+    bank_list = record_campaign(
+        registry,
+        _spec("y", scene="product", product="credit_card", select="aum > 0"),
+        _month(_frame()),
+        monthly_cap=5,
+        running_days=90,
+        reasons=lambda rows: [""] * len(rows),
+        bank=None,
+    )
+    with pytest.raises(ExecutionError, match="through your CRM"):
+        run_simulation(settings, **ask, execute=bank_list)
+    assert not settings.raw_dir.exists()  # nothing written
