@@ -177,7 +177,8 @@ def _score_some(settings: Settings, base_url: str, api_key: str, console: Consol
     if response.status_code != 200:
         raise DemoError(f"/score answered {response.status_code}: {response.text[:300]}")
     body = response.json()
-    table = Table(title=f"POST /score - model versions {body['model_versions']}")
+    versions = ", ".join(f"{f} v{v}" for f, v in body["model_versions"].items())
+    table = Table(title=f"POST /score - scored by {versions}")
     for column in (
         "customer",
         "churn",
@@ -243,6 +244,12 @@ def _where_is_everything(
         f"MLflow UI          .venv/bin/mlflow ui --backend-store-uri {settings.tracking_uri}"
     )
     console.print(f"Feast              CLM_HOME={settings.home} .venv/bin/feast -c features plan")
+    console.print(
+        f"Feast UI           CLM_HOME={settings.home} .venv/bin/feast -c features ui "
+        "-h 127.0.0.1 -p 8888"
+    )
+    console.print(f"at a glance        .venv/bin/clm status --home {settings.home}")
+    console.print("notebooks          .venv/bin/jupyter lab notebooks/")
     console.print(
         f"scoring API        CLM_HOME={settings.home} CLM_API_KEYS={api_key} .venv/bin/clm serve --port 3000"
     )

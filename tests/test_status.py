@@ -20,13 +20,13 @@ def test_status_of_a_trained_workspace(trained_settings: Settings) -> None:
     try:
         for where, verdict in ((folder, "amber"), (older, "green")):
             where.mkdir(parents=True)
-            (where / "churn-drift.json").write_text(
+            (where / f"churn-drift-{where.name}.json").write_text(
                 json.dumps({"verdict": verdict, "version": "1", "created": "2099-01-01T00:00:00"})
             )
         facts = collect(trained_settings, url=f"http://127.0.0.1:{free_port()}", progress=False)
     finally:
         for where in (folder, older):
-            (where / "churn-drift.json").unlink()
+            (where / f"churn-drift-{where.name}.json").unlink()
             where.rmdir()
     assert facts["home"] == str(trained_settings.home)
     assert facts["data"]["source"] == "simulator" and facts["data"]["first_month"] == "2024-01"

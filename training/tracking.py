@@ -91,21 +91,20 @@ def oracle_auc(
     return {"oracle_auc": oracle, "model_auc": model, "coverage": coverage}
 
 
-def _pyplot() -> Any:
-    import matplotlib
+def _figure(**kwargs: Any) -> Any:
+    """A figure outside pyplot: no display is needed, and the process's matplotlib backend
+    (a notebook's inline plots) is left alone."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return Figure(**kwargs)
 
 
 def log_binary_plots(name: str, curves: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
     """ROC, calibration and lift of one or more binary scores (test split), in one figure."""
     import mlflow
 
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5), dpi=80)
+    fig = _figure(figsize=(15, 4.5), dpi=80)
+    axes = fig.subplots(1, 3)
     from sklearn.metrics import roc_curve
 
     for key, (y, p) in curves.items():
@@ -138,14 +137,12 @@ def log_binary_plots(name: str, curves: dict[str, tuple[np.ndarray, np.ndarray]]
     )
     fig.subplots_adjust(left=0.05, right=0.98, bottom=0.12, top=0.92, wspace=0.25)
     mlflow.log_figure(fig, f"plots/{name}_roc_calibration_lift.png")
-    plt.close(fig)
 
 
 def log_importance_plot(name: str, boosters: dict[str, Any], top: int = 25) -> None:
     """Gain importance (summed over a family's boosters, each normalised to 1)."""
     import mlflow
 
-    plt = _pyplot()
     names = next(iter(boosters.values())).feature_name()
     gains = np.zeros(len(names))
     per_booster = {}
@@ -154,12 +151,12 @@ def log_importance_plot(name: str, boosters: dict[str, Any], top: int = 25) -> N
         per_booster[key] = dict(zip(names, g.tolist(), strict=True))
         gains += g / g.sum() if g.sum() > 0 else g
     order = np.argsort(gains)[::-1][:top][::-1]
-    fig, ax = plt.subplots(figsize=(7, max(3.0, 0.28 * len(order))), dpi=80)
+    fig = _figure(figsize=(7, max(3.0, 0.28 * len(order))), dpi=80)
+    ax = fig.subplots()
     ax.barh([names[i] for i in order], gains[order])
     ax.set(title=f"feature importance, share of gain ({name})", xlabel="gain share")
     fig.subplots_adjust(left=0.4, right=0.97, bottom=0.08, top=0.95)
     mlflow.log_figure(fig, f"plots/{name}_feature_importance.png")
-    plt.close(fig)
     mlflow.log_dict(per_booster, f"importance/{name}.json")
 
 
@@ -167,13 +164,13 @@ def log_stage_plot(y: np.ndarray, proba: np.ndarray, classes: list[str]) -> None
     """Confusion matrix (rows: actual stage 90 days later, columns: predicted)."""
     import mlflow
 
-    plt = _pyplot()
     k = len(classes)
     matrix = np.zeros((k, k))
     for actual, predicted in zip(y, proba.argmax(axis=1), strict=True):
         matrix[actual, predicted] += 1
     shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(6.5, 5.5), dpi=80)
+    fig = _figure(figsize=(6.5, 5.5), dpi=80)
+    ax = fig.subplots()
     ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(k), classes, rotation=45, ha="right")
     ax.set_yticks(range(k), classes)
@@ -183,7 +180,6 @@ def log_stage_plot(y: np.ndarray, proba: np.ndarray, classes: list[str]) -> None
     ax.set(title="stage 90 days ahead: recall matrix", xlabel="predicted", ylabel="actual")
     fig.subplots_adjust(left=0.2, right=0.97, bottom=0.2, top=0.93)
     mlflow.log_figure(fig, "plots/stage_confusion.png")
-    plt.close(fig)
 
 
 # --- names and words a data scientist reads in the MLflow UI ---

@@ -172,8 +172,9 @@ def last_verdicts(settings: Settings) -> dict[str, dict[str, Any]]:
         )
         latest: dict[str, Any] = {}
         for run in runs:
-            for path in sorted(run.glob(f"*-{kind}.json")):
-                family = path.name.removesuffix(f"-{kind}.json")
+            # `<family>-<kind>.json`, or `<family>-<kind>-<stamp>.json`.
+            for path in sorted(run.glob(f"*-{kind}*.json")):
+                family = path.name.split(f"-{kind}")[0]
                 summary = _read_json(path)
                 if family in latest or summary is None:
                     continue
