@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from clm.commands.features_cmd import Engine
 from clm.context import State, user_errors
 
 
@@ -44,13 +45,29 @@ def score_batch(
             show_default=False,
         ),
     ] = None,
+    engine: Annotated[
+        Engine,
+        typer.Option(
+            "--engine",
+            help="duckdb: this process (default); spark: inside Spark with LightGBM "
+            "(spark.master in mlflow.yaml; docs/scale.md).",
+        ),
+    ] = Engine.duckdb,
 ) -> None:
     """Score every customer with the three champion models from the offline store."""
     state: State = ctx.obj
     with user_errors():
-        from serving.batch import run_score_batch
+        if engine is Engine.spark:
+            from clm.errors import ClmError
+            from serving.spark_batch import run_score_batch_spark
 
-        summary = run_score_batch(state.settings, as_of=as_of, out=out, compiled=compiled)
+            if compiled:
+                raise ClmError("--compiled is for the default engine; Spark scores with LightGBM")
+            summary = run_score_batch_spark(state.settings, as_of=as_of, out=out)
+        else:
+            from serving.batch import run_score_batch
+
+            summary = run_score_batch(state.settings, as_of=as_of, out=out, compiled=compiled)
     fallback = {
         k: v
         for k, v in summary["compiled"].items()
