@@ -6,7 +6,7 @@ TOOLS := .tools
 UV := $(TOOLS)/bin/uv
 VENV := .venv
 STAMP := $(VENV)/.clm-synced
-PKGS := clm features training serving monitoring
+PKGS := clm features training serving monitoring campaigns
 
 .PHONY: setup browser demo test lint typecheck pytest bench clean help
 

@@ -350,11 +350,11 @@ def bench_batch(settings: Settings, rows: int, rounds: int) -> dict[str, Any]:
             )
 
     def ours_to_parquet() -> None:
-        from serving.predlog import log_schema
+        from serving.batch import output_schema
 
         with (
             tempfile.TemporaryDirectory() as tmp,
-            pq.ParquetWriter(Path(tmp) / "out.parquet", log_schema(models.union)) as writer,
+            pq.ParquetWriter(Path(tmp) / "out.parquet", output_schema(models.union)) as writer,
         ):
             for start in range(0, rows, chunk):
                 writer.write_batch(

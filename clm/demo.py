@@ -100,7 +100,22 @@ def run_demo(
     )
     done["drift_exit_code"] = drift_code
 
-    _where_is_everything(settings, console, api_key, batch_out)
+    from campaigns.demo import demo_campaign
+
+    campaign = done["campaign"] = step(
+        f"Campaign: a retention list as of {latest} with a 50% control group, called by the "
+        "simulated bank, features rebuilt, evaluated after 90 days",
+        lambda: demo_campaign(
+            settings, as_of=latest, customers=customers, months=months, seed=seed
+        ),
+    )
+    truth = campaign.get("true_effect")
+    console.print(
+        f"   {campaign['verdict']}"
+        + ("" if truth is None else f" (simulator truth {truth * 100:+.1f} pp)")
+    )
+
+    _where_is_everything(settings, console, api_key, batch_out, done)
     return done
 
 
@@ -191,8 +206,13 @@ def _one_day() -> Any:
 
 
 def _where_is_everything(
-    settings: Settings, console: Console, api_key: str, batch_out: Path
+    settings: Settings,
+    console: Console,
+    api_key: str,
+    batch_out: Path,
+    done: dict[str, Any] | None = None,
 ) -> None:
+    done = done or {}
     drift_runs = sorted((settings.reports_dir / "drift").glob("*/"), key=lambda p: p.name)
     console.rule("[bold]Where everything is")
     console.print(f"workspace          {settings.home}")
@@ -202,6 +222,9 @@ def _where_is_everything(
     if drift_runs:
         for path in sorted(drift_runs[-1].glob("*")):
             console.print(f"drift report       {path}")
+    for key, label in (("export", "campaign list"), ("report", "campaign report")):
+        if done.get("campaign", {}).get(key):
+            console.print(f"{label:<19}{done['campaign'][key]}")
     console.print(
         f"MLflow UI          .venv/bin/mlflow ui --backend-store-uri {settings.tracking_uri}"
     )

@@ -38,7 +38,7 @@ TXN_CATEGORIES: tuple[str, ...] = (
     "interest",
     "fee",
 )
-SCENARIOS: tuple[str, ...] = ("baseline", "rate_shock")
+SCENARIOS: tuple[str, ...] = ("baseline", "rate_shock", "retail_purchases")
 
 
 def code(vocabulary: tuple[str, ...], value: str | None) -> int:

@@ -37,6 +37,10 @@ __all__ = [
 ]
 
 _URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+# MLflow 3's UI opens an experiment without a kind on its GenAI view (traces, an
+# assistant); ours are classic model development (training, monitoring, campaigns).
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_DEVELOPMENT = "custom_model_development"
 
 
 def _ensure_sqlite_parent(uri: str) -> None:
@@ -62,15 +66,23 @@ def experiment_id(
     mlflow_client: Any = None,
 ) -> str:
     """The id of experiment `name`, created (artifacts under `artifact_location`, default the
-    workspace's) when it does not exist yet."""
+    workspace's) when it does not exist yet, and marked as model development."""
     mlflow_client = mlflow_client or client(settings)
     experiment = mlflow_client.get_experiment_by_name(name)
     if experiment is not None:
+        if (experiment.tags or {}).get(EXPERIMENT_KIND_TAG) is None:
+            mlflow_client.set_experiment_tag(
+                experiment.experiment_id, EXPERIMENT_KIND_TAG, MODEL_DEVELOPMENT
+            )
         return str(experiment.experiment_id)
     location = artifact_location or settings.artifact_location
     if "://" not in location:
         Path(location).mkdir(parents=True, exist_ok=True)
-    return str(mlflow_client.create_experiment(name, artifact_location=location))
+    return str(
+        mlflow_client.create_experiment(
+            name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: MODEL_DEVELOPMENT}
+        )
+    )
 
 
 def version_artifact_uri(mlflow_client: Any, name: str, version: str) -> str:

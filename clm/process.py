@@ -59,3 +59,36 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float = 30) -> None:
         else:
             process.kill()
         process.wait()
+
+
+def run_child(argv: list[str], *, timeout: float) -> tuple[int, str]:
+    """Run `argv` to completion where a crash cannot hurt this process.
+
+    Returns its exit code (negative: killed by that signal) and the tail of what it
+    wrote (stdout then stderr, at most 2,000 characters); a run longer than `timeout`
+    seconds is killed and reported as `-signal.SIGKILL`.
+    """
+    try:
+        done = subprocess.run(
+            argv, capture_output=True, text=True, errors="replace", timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired as exc:
+        output = _text(exc.stdout) + _text(exc.stderr)
+        return -signal.SIGKILL, f"{output[-1800:]}\n(killed after {timeout:g} s)"
+    return done.returncode, (done.stdout + done.stderr)[-2000:]
+
+
+def describe_exit(returncode: int) -> str:
+    """`exit code 3` or `killed by SIGABRT` (for messages)."""
+    if returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exit code {returncode}"
+
+
+def _text(data: str | bytes | None) -> str:
+    if data is None:
+        return ""
+    return data.decode(errors="replace") if isinstance(data, bytes) else data

@@ -15,8 +15,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from clm.families import FAMILIES, SPECS
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-FAMILIES = ("churn", "propensity", "stage")
 
 
 class SettingsError(ValueError):
@@ -41,11 +42,19 @@ class ModelSettings(_Section):
 
 
 class ModelsSettings(_Section):
-    churn: ModelSettings = ModelSettings(registered_name="clm-churn", feature_service="churn_v1")
-    propensity: ModelSettings = ModelSettings(
-        registered_name="clm-propensity", feature_service="propensity_v1"
+    # Defaults from the family specs (clm/families.py); mlflow.yaml may rename them.
+    churn: ModelSettings = ModelSettings(
+        registered_name=SPECS["churn"].registered_name,
+        feature_service=SPECS["churn"].feature_service,
     )
-    stage: ModelSettings = ModelSettings(registered_name="clm-stage", feature_service="stage_v1")
+    propensity: ModelSettings = ModelSettings(
+        registered_name=SPECS["propensity"].registered_name,
+        feature_service=SPECS["propensity"].feature_service,
+    )
+    stage: ModelSettings = ModelSettings(
+        registered_name=SPECS["stage"].registered_name,
+        feature_service=SPECS["stage"].feature_service,
+    )
 
     def family(self, name: str) -> ModelSettings:
         if name not in FAMILIES:
@@ -118,6 +127,9 @@ class ServingSettings(_Section):
 class MonitoringSettings(_Section):
     psi_amber: float = 0.10
     psi_red: float = 0.25
+    # Chance that a calm period (no change) gets any amber/red PSI, over all columns
+    # and segments of one verdict: PSI is judged against its sampling noise too.
+    drift_false_alarm_rate: float = Field(0.01, gt=0, lt=1)
     bins: int = Field(10, ge=2)
     performance_min_age_days: int = 90
     # Data-quality bands (shares of rows, 0..1) and the rest of the monitoring knobs.
@@ -155,6 +167,18 @@ class FeatureSettings(_Section):
         return "spark" if self.profile == "production" else "duckdb"
 
 
+class CampaignSettings(_Section):
+    # SQLAlchemy URL of the campaign registry; null: SQLite under the workspace (embedded
+    # profile) or `production_database_url` (production profile). "{home}" is the workspace.
+    database_url: str | None = None
+    production_database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/clm_campaigns"
+    # A customer is put in the treatment group of at most this many campaigns per month.
+    monthly_contact_cap: int = Field(2, ge=1)
+    # A campaign is running (its members are suppressed from new lists for the same
+    # product or measure) for this many days after its list date.
+    running_days: int = Field(90, ge=1)
+
+
 class SparkSettings(_Section):
     """The scale-out engine (`--engine spark`; docs/scale.md). Tests use local[2]."""
 
@@ -183,6 +207,7 @@ class Settings(_Section):
     serving: ServingSettings = ServingSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
     features: FeatureSettings = FeatureSettings()
+    campaigns: CampaignSettings = CampaignSettings()
     spark: SparkSettings = SparkSettings()
     # Secrets come from the environment only, never from files; never logged.
     api_keys: tuple[str, ...] = Field(default=(), repr=False)
@@ -224,6 +249,14 @@ class Settings(_Section):
         return self.mlflow.artifact_location.format(home=self.home.as_posix())
 
     @property
+    def campaign_database_url(self) -> str:
+        if self.campaigns.database_url:
+            return self.campaigns.database_url.format(home=self.home.as_posix())
+        if self.features.profile == "production":
+            return self.campaigns.production_database_url
+        return f"sqlite:///{(self.home / 'campaigns' / 'campaigns.db').as_posix()}"
+
+    @property
     def spark_local_dir(self) -> str:
         return self.spark.local_dir.format(home=self.home.as_posix())
 
@@ -240,6 +273,7 @@ class Settings(_Section):
             "tracking_uri": self.tracking_uri,
             "registry_uri": self.registry_uri,
             "optuna_storage": _redact(self.optuna_storage),
+            "campaign_database_url": _redact(self.campaign_database_url),
         }
         return data
 

@@ -122,11 +122,14 @@ def stop_spark() -> None:
         active.stop()
 
 
-def write_single_parquet(df: DataFrame, staging: Path, target: Path) -> None:
+def write_single_parquet(
+    df: DataFrame, staging: Path, target: Path, metadata: dict[str, str] | None = None
+) -> None:
     """Write `df` (already sorted) with Spark's parallel writers into `staging`, then join its
     part files, in order, into the one parquet file at `target` that the embedded engine's
     readers expect (Feast's file source, batch scoring). Row groups are copied one at a time:
-    memory stays at one row group however big the table."""
+    memory stays at one row group however big the table. `metadata`: the file's key-value
+    metadata."""
     import pyarrow.parquet as pq
 
     parts_dir = staging / f"{target.name}.parts"
@@ -134,7 +137,9 @@ def write_single_parquet(df: DataFrame, staging: Path, target: Path) -> None:
     parts = sorted(parts_dir.glob("part-*.parquet"))
     if not parts:
         raise SparkError(f"{parts_dir}: Spark wrote no part files")
-    schema = pq.read_schema(parts[0])
+    schema = pq.read_schema(parts[0]).remove_metadata()
+    if metadata:
+        schema = schema.with_metadata(metadata)
     with pq.ParquetWriter(target, schema, compression="zstd") as writer:
         for part in parts:
             file = pq.ParquetFile(part)

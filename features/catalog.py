@@ -148,6 +148,37 @@ def _features() -> tuple[Feature, ...]:
         "app_quiet_flag",
         "1 when the app was used in the 2 months before the last but not in the last.",
     )
+    # history: the whole purchase history on transaction days (BG/NBD's x, t_x, T and more)
+    add(
+        "history",
+        "history_frequency",
+        "Repeat transaction days over the whole history (distinct transaction days - 1).",
+    )
+    add(
+        "history",
+        "history_recency_days",
+        "Days from the first to the last transaction day (0 for a single day).",
+    )
+    add("history", "history_age_days", "Days from the first transaction day to the snapshot.")
+    add(
+        "history",
+        "history_txn_days_per_30d",
+        "Repeat transaction days per 30 days since the first transaction.",
+    )
+    add(
+        "history",
+        "history_recency_share",
+        "Recency / age: where in the relationship the last transaction fell (1 = just now).",
+    )
+    add("history", "gap_mean_days", "Mean days between consecutive transaction days.")
+    add("history", "gap_std_days", "Standard deviation of the days between transaction days.")
+    add(
+        "history",
+        "days_since_last_over_gap",
+        "Days since the last transaction day over the customer's usual (mean) gap.",
+    )
+    add("history", "monetary_mean", "Mean absolute amount per transaction over the whole history.")
+    add("history", "txn_per_txn_day", "Transactions per transaction day over the whole history.")
     # stage
     add(
         "stage",
@@ -166,6 +197,7 @@ GROUPS: tuple[str, ...] = (
     "holdings",
     "digital",
     "moments",
+    "history",
     "stage",
 )
 FEATURE_NAMES: tuple[str, ...] = tuple(x.name for x in FEATURES)
@@ -182,10 +214,16 @@ def group_features(group: str) -> list[Feature]:
 
 
 # Feature services: the only contract between training and serving.
+# `_v1` are kept as they were for the versions trained on them; `_v2` add the whole-history
+# purchase pattern (group `history`), which carries over to scoring dates beyond training.
+_V1 = ("profile", "activity", "balances", "holdings", "digital", "moments", "stage")
 SERVICES: dict[str, tuple[str, ...]] = {
-    "churn_v1": GROUPS,
-    "propensity_v1": ("profile", "activity", "balances", "holdings", "digital", "moments", "stage"),
-    "stage_v1": GROUPS,
+    "churn_v1": _V1,
+    "propensity_v1": _V1,
+    "stage_v1": _V1,
+    "churn_v2": GROUPS,
+    "propensity_v2": GROUPS,
+    "stage_v2": GROUPS,
 }
 PUSH_SOURCE = "customer_events_push"
 # Moments of truth are also the push source's view: a real-time event overwrites them.

@@ -252,6 +252,29 @@ def _build_sql(con: Any, raw: RawTables, rules: dict[str, Any], start: str, end:
             max(timestamp) AS last_ts, min(timestamp) AS first_ts, {chan}, {cat}
         FROM txn WHERE timestamp < (SELECT max(snapshot_ts) FROM months) GROUP BY ALL"""
     )
+    # Whole-history purchase pattern on transaction *days* (as the buy-till-you-die models
+    # count them): per month the transaction days, the gaps between consecutive transaction
+    # days (the first gap of a month reaches back into earlier months) and the amounts.
+    # Cumulative sums of these give frequency, recency, T and the gap mean/spread at any
+    # snapshot. Plain SQL (window + GROUP BY) so that Spark runs the same statement.
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE txn_h AS
+        WITH d AS (
+            SELECT customer_id, CAST(timestamp AS DATE) AS day, count(*) AS n,
+                sum(abs(amount)) AS abs_amount
+            FROM txn WHERE timestamp < (SELECT max(snapshot_ts) FROM months)
+            GROUP BY customer_id, CAST(timestamp AS DATE)),
+        g AS (
+            SELECT customer_id, day, n, abs_amount,
+                CAST(date_diff('day', lag(day) OVER (PARTITION BY customer_id ORDER BY day), day)
+                     AS DOUBLE) AS gap
+            FROM d)
+        SELECT customer_id, CAST(date_trunc('month', day) AS DATE) AS m,
+            count(*) AS n_days, count(gap) AS n_gaps, coalesce(sum(gap), 0) AS gap_sum,
+            coalesce(sum(gap * gap), 0) AS gap_sq_sum, sum(abs_amount) AS abs_amount_all,
+            sum(n) AS n_all, min(day) AS first_day, max(day) AS last_day
+        FROM g GROUP BY customer_id, CAST(date_trunc('month', day) AS DATE)"""
+    )
     # Everyone the bank knows: the customer table plus anyone who transacted.
     con.execute(
         """CREATE OR REPLACE TEMP TABLE cust AS
@@ -310,9 +333,14 @@ def _build_sql(con: Any, raw: RawTables, rules: dict[str, Any], start: str, end:
             {"coalesce(t.invest_out, 0)" if has_category else "NULL::DOUBLE"} AS invest_out,
             {"coalesce(a.n_login, 0)" if has_app else "NULL::BIGINT"} AS n_login, a.last_login, a.dur,
             {bal_null or "b.aum"} AS aum, {bal_null or "b.debt"} AS debt, {bal_null or "b.dep"} AS dep,
-            {bal_null or "b.inv"} AS inv, {bal_null or "b.ca"} AS ca, {bal_null or "b.td"} AS td
+            {bal_null or "b.inv"} AS inv, {bal_null or "b.ca"} AS ca, {bal_null or "b.td"} AS td,
+            coalesce(th.n_days, 0) AS h_days, coalesce(th.n_gaps, 0) AS h_gaps,
+            coalesce(th.gap_sum, 0) AS h_gap_sum, coalesce(th.gap_sq_sum, 0) AS h_gap_sq_sum,
+            coalesce(th.abs_amount_all, 0) AS h_abs_amount, coalesce(th.n_all, 0) AS h_n,
+            th.first_day AS h_first_day, th.last_day AS h_last_day
         FROM cust c CROSS JOIN months mo
         LEFT JOIN txn_m t ON t.customer_id = c.customer_id AND t.m = mo.m
+        LEFT JOIN txn_h th ON th.customer_id = c.customer_id AND th.m = mo.m
         LEFT JOIN app_m a ON a.customer_id = c.customer_id AND a.m = mo.m
         LEFT JOIN bal_m b ON b.customer_id = c.customer_id AND b.m = mo.m"""
     )
@@ -342,7 +370,11 @@ def _build_sql(con: Any, raw: RawTables, rules: dict[str, Any], start: str, end:
             lag(aum, 1) OVER wo AS aum_1m_ago, lag(aum, 3) OVER wo AS aum_3m_ago,
             lag(aum, 6) OVER wo AS aum_6m_ago,
             regr_slope(aum, mi) OVER w6 AS aum_slope_6m, avg(aum) OVER w6 AS aum_mean_6m,
-            max(aum) OVER w6 AS aum_max_6m
+            max(aum) OVER w6 AS aum_max_6m,
+            sum(h_days) OVER wall AS h_days_all, sum(h_gaps) OVER wall AS h_gaps_all,
+            sum(h_gap_sum) OVER wall AS h_gap_sum_all, sum(h_gap_sq_sum) OVER wall AS h_gap_sq_all,
+            sum(h_abs_amount) OVER wall AS h_abs_amount_all, sum(h_n) OVER wall AS h_n_all,
+            min(h_first_day) OVER wall AS h_first_day, max(h_last_day) OVER wall AS h_last_day
         FROM grid
         WINDOW wo AS (PARTITION BY customer_id ORDER BY mi),
             w3 AS (PARTITION BY customer_id ORDER BY mi ROWS BETWEEN 2 PRECEDING AND CURRENT ROW),
@@ -443,10 +475,12 @@ def _build_sql(con: Any, raw: RawTables, rules: dict[str, Any], start: str, end:
             CASE WHEN n_salary_1m IS NULL THEN NULL
                  WHEN salary_months_prev5 >= {int(m["salary_history_months"])} AND n_salary_1m = 0 THEN 1.0
                  ELSE 0.0 END AS salary_stopped_flag,
-            CASE WHEN max_outflow_1m IS NOT NULL AND max_outflow_1m >= {float(m["large_outflow_min_amount"])}
-                      AND max_outflow_1m >= {float(m["large_outflow_share_of_aum"])} * coalesce(aum_1m_ago, 0)
+            CASE WHEN aum_1m_ago IS NULL THEN NULL
+                 WHEN max_outflow_1m IS NOT NULL AND max_outflow_1m >= {float(m["large_outflow_min_amount"])}
+                      AND max_outflow_1m >= {float(m["large_outflow_share_of_aum"])} * aum_1m_ago
                  THEN 1.0 ELSE 0.0 END AS large_outflow_flag,
             CAST(hs.deposit_maturing_flag AS DOUBLE) AS deposit_maturing_flag,
+            {_history_columns()},
             CASE WHEN logins_1m IS NULL THEN NULL
                  WHEN logins_1m = 0 AND logins_prev2m > 0 THEN 1.0 ELSE 0.0 END AS app_quiet_flag
         FROM win w JOIN cust c USING (customer_id)
@@ -457,6 +491,33 @@ def _build_sql(con: Any, raw: RawTables, rules: dict[str, Any], start: str, end:
     # without balances cannot be judged: NULL rather than a zero that pretends.
     if not has_balances:
         con.execute("UPDATE feat SET large_outflow_flag = NULL")
+
+
+def _history_columns() -> str:
+    """The `history` group: the whole purchase history up to the snapshot, on transaction days.
+
+    frequency = repeat transaction days (x), recency = first to last transaction day (t_x),
+    age = first transaction day to the snapshot (T), as BG/NBD and Pareto/NBD define them;
+    ratios of these keep their meaning at any snapshot date, unlike fixed windows.
+    """
+    snap = "CAST(w.snapshot_ts AS DATE)"
+    x = "(CASE WHEN w.h_days_all > 0 THEN w.h_days_all - 1 END)"
+    t_x = "date_diff('day', w.h_first_day, w.h_last_day)"
+    age = f"date_diff('day', w.h_first_day, {snap})"
+    since = f"date_diff('day', w.h_last_day, {snap})"
+    mean_gap = "w.h_gap_sum_all / nullif(w.h_gaps_all, 0)"
+    return f"""CAST({x} AS DOUBLE) AS history_frequency,
+            CAST({t_x} AS DOUBLE) AS history_recency_days,
+            CAST({age} AS DOUBLE) AS history_age_days,
+            CAST({x} AS DOUBLE) * 30.0 / greatest({age}, 1) AS history_txn_days_per_30d,
+            CAST({t_x} AS DOUBLE) / greatest({age}, 1) AS history_recency_share,
+            {mean_gap} AS gap_mean_days,
+            CASE WHEN w.h_gaps_all >= 2 THEN sqrt(greatest(
+                w.h_gap_sq_all / w.h_gaps_all - power(w.h_gap_sum_all / w.h_gaps_all, 2), 0)) END
+                AS gap_std_days,
+            CAST({since} AS DOUBLE) / nullif({mean_gap}, 0) AS days_since_last_over_gap,
+            w.h_abs_amount_all / nullif(w.h_n_all, 0) AS monetary_mean,
+            CAST(w.h_n_all AS DOUBLE) / greatest(w.h_days_all, 1) AS txn_per_txn_day"""
 
 
 def _stage_case(rules: dict[str, Any]) -> str:

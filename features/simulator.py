@@ -55,16 +55,47 @@ def run_simulation(
     shock_month: int | None = None,
     start_month: str = "2024-01",
     progress: bool = True,
+    execute: int | None = None,
 ) -> dict[str, Any]:
-    """Simulate the bank and write its raw tables; returns the meta dict (also raw/meta.json)."""
+    """Simulate the bank and write its raw tables; returns the meta dict (also raw/meta.json).
+
+    `execute`: a campaign id; the bank it was drawn on is reproduced and its treatment
+    group contacted (features/simulation/execution.py)."""
+    if scenario == "retail_purchases":  # transaction-only log: features/simulation/retail.py
+        from features.simulation.retail import run_retail
+
+        if execute is not None:
+            raise SimulationError(
+                "--execute needs the full simulated bank (campaigns contact its customers); "
+                "retail_purchases is a transaction-only log"
+            )
+        _validate(customers, months, seed, "baseline", shock_month, start_month)
+        retail = run_retail(
+            settings, customers=customers, months=months, seed=seed, start_month=start_month
+        )
+        if progress:
+            _summary(retail, settings.raw_dir)
+        return retail
     from features.simulation import tables
     from features.simulation.bank import ChunkBank
+    from features.simulation.execution import chunk_ranges, load_executor
     from features.simulation.oracle import StreamingAUC
     from features.simulation.population import Calendar, draw_population, signup_months
 
     start, shock = _validate(customers, months, seed, scenario, shock_month, start_month)
     began = time.perf_counter()
     calendar = Calendar(start, months)
+    executor = None
+    if execute is not None:
+        executor = load_executor(settings, execute, calendar.label(0))
+        executor.check(
+            seed=seed,
+            customers=customers,
+            months=months,
+            start_month=calendar.label(0),
+            scenario=scenario,
+            shock_month=shock,
+        )
     signups = signup_months(_rng(seed, 0, 0), customers, months)
     total = len(signups)
     raw_dir = settings.raw_dir
@@ -73,18 +104,21 @@ def run_simulation(
     adopt_auc = {p: StreamingAUC() for p in PROPENSITY_PRODUCTS}
     at_risk = churned = 0
     customer_parts, holding_parts, campaign_parts = [], [], []
-    chunk_starts = list(range(0, total, CHUNK_CUSTOMERS))
+    # An executed campaign's bank keeps the original run's chunks (same generators).
+    chunks = chunk_ranges(signups, executor.origin.months if executor else months, CHUNK_CUSTOMERS)
     tmp = atomic.new_staging_dir(raw_dir)
     try:
-        with step_progress("simulating the bank", len(chunk_starts) * months, progress) as advance:
-            for part, lo in enumerate(chunk_starts):
-                numbers = np.arange(lo, min(lo + CHUNK_CUSTOMERS, total))
+        with step_progress("simulating the bank", len(chunks) * months, progress) as advance:
+            for part, (lo, hi) in enumerate(chunks):
+                numbers = np.arange(lo, hi)
                 rng = _rng(seed, 1, part)
                 pop = draw_population(rng, numbers, signups[numbers])
                 bank = ChunkBank(pop, rng, _rng(seed, 2, part), calendar, shock)
                 ids = tables.customer_ids(numbers)
                 for m in range(months):
                     act = bank.month(m)
+                    if executor is not None:
+                        executor.after_month(bank, ids, m, calendar)
                     label = calendar.label(m)
                     first_day = int(calendar.month_start(m))
                     month_end = int(calendar.month_end(m))
@@ -144,6 +178,8 @@ def run_simulation(
             table = _concat(parts, tables.SCHEMAS[name])
             tables.write(table, tmp / f"{name}.parquet")
             rows[name] = table.num_rows
+        if executor is not None:
+            tables.write(executor.truth_table(), tmp / "campaign_truth.parquet")
         monthly = churned / max(at_risk, 1)
         meta: dict[str, Any] = {
             "source": "simulator",
@@ -162,6 +198,7 @@ def run_simulation(
             "oracle_positives": {"churn_90d": churn_auc.positives}
             | {f"adopt_{p}_90d": a.positives for p, a in adopt_auc.items()},
             "rows": rows,
+            "executed_campaign": executor.meta() if executor is not None else None,
             "seconds": round(time.perf_counter() - began, 1),
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")

@@ -200,16 +200,39 @@ def log_files(settings: Settings) -> list[Path]:
     return sorted(settings.predictions_dir.glob("date=*/*.parquet"))
 
 
+# Which log rows a verdict judges. Production traffic is what the bank acts on: `/score`
+# and batch scoring by the champions. `/score_features` rows carry feature values any API
+# key chose (docs/contracts.md) and shadow rows are the challenger's: both are shown apart.
+TRAFFIC = ("production", "score_features", "shadow", "all")
+
+
+def traffic_filter(traffic: str, available: set[str]) -> str:
+    """SQL condition selecting one kind of traffic (columns absent in old segments allowed)."""
+    if traffic not in TRAFFIC:
+        raise MonitoringInputError(f"traffic {traffic!r}: use one of {', '.join(TRAFFIC)}")
+    endpoint = "coalesce(endpoint, 'score')" if "endpoint" in available else "'score'"
+    role = "coalesce(role, 'champion')" if "role" in available else "'champion'"
+    if traffic == "production":
+        return f"{endpoint} in ('score', 'batch') and {role} = 'champion'"
+    if traffic == "score_features":
+        return f"{endpoint} = 'score_features' and {role} = 'champion'"
+    if traffic == "shadow":
+        return f"{role} = 'shadow'"
+    return "true"
+
+
 def read_prediction_log(
     settings: Settings,
     *,
     window: str | None = None,
     columns: list[str] | None = None,
     before: pd.Timestamp | None = None,
+    traffic: str = "production",
 ) -> tuple[pd.DataFrame, Window]:
     """Scored prediction-log rows in a window (DuckDB over the closed parquet segments).
 
     `before` instead selects every row logged before that instant (performance).
+    `traffic` (TRAFFIC): by default production rows only (`/score` and batch, champions).
     Files written by different model versions may differ in columns: missing
     ones come back as null (union by name). Rows of customers the service did not
     know (`status = 'unknown_customer'`) carry no scores: `unknown_customers` counts them.
@@ -245,6 +268,7 @@ def read_prediction_log(
         wanted = [c for c in columns if c in available] if columns else sorted(available)
         select = ", ".join(f'"{c}"' for c in wanted)
         scored = "and coalesce(status, 'scored') = 'scored'" if "status" in available else ""
+        scored += f" and {traffic_filter(traffic, available)}"
         frame = con.execute(
             f"select {select} from {source} where cast(ts as timestamptz) >= ? and cast(ts as timestamptz) < ? {scored}",
             [win.start.to_pydatetime(), win.end.to_pydatetime()],
@@ -273,6 +297,31 @@ def read_batch(path: Path) -> pd.DataFrame:
     return frame
 
 
+def traffic_counts(settings: Settings, window: Window) -> dict[str, int]:
+    """Scored rows per kind of traffic in the window (production is what verdicts judge)."""
+    import duckdb
+
+    files = log_files(settings)
+    if not files:
+        return {}
+    con = duckdb.connect()
+    try:
+        source = f"read_parquet({[str(f) for f in files]!r}, union_by_name=true, hive_partitioning=false)"
+        available = {r[0] for r in con.execute(f"describe select * from {source}").fetchall()}
+        scored = "coalesce(status, 'scored') = 'scored'" if "status" in available else "true"
+        counts = {}
+        for kind in TRAFFIC[:-1]:
+            row = con.execute(
+                f"select count(*) from {source} where {scored} and {traffic_filter(kind, available)} "
+                "and cast(ts as timestamptz) >= ? and cast(ts as timestamptz) < ?",
+                [window.start.to_pydatetime(), window.end.to_pydatetime()],
+            ).fetchone()
+            counts[kind] = int(row[0]) if row else 0
+    finally:
+        con.close()
+    return counts
+
+
 def unknown_customers(settings: Settings, window: Window) -> tuple[int, int] | None:
     """(requested, unknown) customers of /score in the window, or None when the log
     does not record unknown customers (segments written before its `status` column).
@@ -294,7 +343,7 @@ def unknown_customers(settings: Settings, window: Window) -> tuple[int, int] | N
         row = con.execute(
             f"select count(*) filter (where status is not null), "
             f"count(*) filter (where status = 'unknown_customer') from {source} "
-            "where endpoint = 'score' and cast(ts as timestamptz) >= ? and cast(ts as timestamptz) < ?",
+            f"where endpoint = 'score' and {traffic_filter('production', available)} and cast(ts as timestamptz) >= ? and cast(ts as timestamptz) < ?",
             [window.start.to_pydatetime(), window.end.to_pydatetime()],
         ).fetchone()
     finally:

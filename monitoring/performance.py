@@ -18,6 +18,7 @@ They are compared with the development values the version recorded in MLflow.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -192,17 +193,34 @@ def development_aucs(
     return out
 
 
-def run_performance(settings: Settings, *, model: str | None, progress: bool = True) -> int:
-    """`clm monitor performance`: matured predictions vs outcomes; exit 1 when red."""
+def run_performance(
+    settings: Settings,
+    *,
+    model: str | None,
+    scores: Sequence[Path] = (),
+    as_of: Sequence[str] = (),
+    progress: bool = True,
+) -> int:
+    """`clm monitor performance`: matured predictions vs outcomes; exit 1 when red.
+
+    With `scores` (batch-scored files) or `as_of` (month ends scored now), a back-test:
+    those predictions, dated by their feature snapshot, instead of the log."""
     from clm import atomic, mlflow_access
     from clm.progress import step_progress
     from monitoring import inputs
-    from monitoring.drift import _print_verdicts
+    from monitoring.drift import print_verdicts
     from monitoring.runlog import log_to_mlflow, report_folder
 
     wanted = inputs.families(model)
     client = mlflow_access.client(settings)
-    summaries = performance_summaries(settings, wanted, client=client, progress=progress)
+    predictions = None
+    if scores or as_of:
+        from monitoring.backtest import backtest_frame
+
+        predictions, _ = backtest_frame(settings, scores=scores, as_of=as_of, progress=progress)
+    summaries = performance_summaries(
+        settings, wanted, client=client, predictions=predictions, progress=progress
+    )
     folder = report_folder(settings, "performance")
     verdicts = {}
     with step_progress("logging", len(summaries), progress, transient=True) as advance:
@@ -224,9 +242,9 @@ def run_performance(settings: Settings, *, model: str | None, progress: bool = T
                 metrics=metrics,
                 artifacts=[path],
             )
-            verdicts[family] = (summary["verdict"], path, summary["red_reasons"])
+            verdicts[family] = (summary["verdict"], [path], summary["reasons"])
             advance()
-    _print_verdicts(verdicts)
+    print_verdicts(verdicts)
     return 1 if any(v[0] == "red" for v in verdicts.values()) else 0
 
 
@@ -237,9 +255,16 @@ def performance_summaries(
     client: Any,
     start: pd.Timestamp | None = None,
     end: pd.Timestamp | None = None,
+    predictions: pd.DataFrame | None = None,
     progress: bool = False,
 ) -> dict[str, dict[str, Any]]:
-    """Per family: matured-label metrics of the predictions logged in [start, end)."""
+    """Per family: matured-label metrics of the predictions logged in [start, end), and
+    for every month (matured or not) the AUC estimated from the scores alone (CBPE),
+    reconciled with the realised AUC where outcomes have matured.
+
+    `predictions` (a back-test, monitoring.backtest) replaces the log: rows dated by
+    their snapshot, judged whenever their label is known, whatever the wall clock says.
+    """
     from clm.progress import step_progress
     from features import store
     from monitoring import inputs
@@ -247,41 +272,49 @@ def performance_summaries(
 
     now = pd.Timestamp.now(tz="UTC")
     cutoff = now - pd.Timedelta(days=settings.monitoring.performance_min_age_days)
-    if end is None or end > cutoff:
-        end = cutoff
     columns = ["ts", "customer_id", *[f"version_{f}" for f in families], "churn_probability"]
     columns += [f"propensity_{p}" for p in PROPENSITY_PRODUCTS] + [
         f"stage_prob_{s}" for s in STAGES
     ]
-    try:
-        log, _ = inputs.read_prediction_log(settings, columns=columns, before=end)
-    except inputs.MonitoringInputError:
-        log = pd.DataFrame(columns=columns)
+    if predictions is not None:
+        log = predictions[[c for c in columns if c in predictions.columns]]
+        matured_before = None
+    else:
+        try:
+            log, _ = inputs.read_prediction_log(settings, columns=columns, before=end or now)
+        except inputs.MonitoringInputError:
+            log = pd.DataFrame(columns=columns)
+        matured_before = min(end, cutoff) if end is not None else cutoff
     if start is not None and not log.empty:
         log = log[log["ts"] >= start]
+    if end is not None and not log.empty:
+        log = log[log["ts"] < end]
     labels = store.load_labels(settings)
-    matured = join_outcomes(log, labels) if not log.empty else pd.DataFrame()
+    joined = join_outcomes(log, labels) if not log.empty else pd.DataFrame()
+    matured = (
+        joined[joined["ts"] < matured_before]
+        if matured_before is not None and not joined.empty
+        else joined
+    )
     out = {}
     with step_progress("performance", len(families), progress, transient=True) as advance:
         for family in families:
             champion_run = None
+            reference = None
             try:
                 name = settings.models.family(family).registered_name
                 champion_run = client.get_model_version_by_alias(
                     name, settings.aliases.champion
                 ).run_id
-            except Exception:  # no champion: no development values to compare with
+                reference = inputs.load_champion(settings, family, client).reference
+            except Exception:  # no champion: no development values or reference to compare with
                 pass
             development = development_aucs(settings, family, champion_run, client)
-            if champion_run and len(development) < len(targets(family)):
+            if reference is not None and len(development) < len(targets(family)):
                 # Targets without a logged test AUC (stage classes): measure it on the
                 # champion's validation sample, which carries scores and labels.
-                try:
-                    reference = inputs.load_champion(settings, family, client).reference
-                    for target, value in sample_aucs(reference, family).items():
-                        development.setdefault(target, value)
-                except inputs.MonitoringInputError:
-                    pass
+                for target, value in sample_aucs(reference, family).items():
+                    development.setdefault(target, value)
             summary = evaluate_matured(
                 matured if not matured.empty else pd.DataFrame(columns=["month"]),
                 family,
@@ -297,25 +330,139 @@ def performance_summaries(
                 if labels_of_family
                 else matured.iloc[:0]
             )
+            summary["estimates"] = estimated_performance(
+                log, family, reference, summary, settings.monitoring.auc_drop_amber
+            )
             summary.update(
                 {
                     "model": family,
-                    "matured_before": str(end.date()),
+                    "backtest": predictions is not None,
+                    "matured_before": str(matured_before.date())
+                    if matured_before is not None
+                    else "labels known (back-test)",
                     "min_age_days": settings.monitoring.performance_min_age_days,
                     "matured_predictions": int(len(known)),
                     "versions": inputs.served_versions(known, family) if not known.empty else [],
-                    "verdict": worst([t["band"] for t in targets_]),
-                    "red_reasons": [
-                        f"AUC of {t['target']} {t['auc']:.3f} is {t['auc_drop']:.3f} below development "
-                        f"{t['development_auc']:.3f}"
-                        for t in targets_
-                        if t["band"] == "red"
-                    ],
+                    # A month whose estimate missed its realised AUC is a warning in itself.
+                    "verdict": worst(
+                        [t["band"] for t in targets_]
+                        + [
+                            "amber"
+                            for e in summary["estimates"]
+                            for m in e["by_month"]
+                            if m.get("estimate_wrong")
+                        ]
+                    ),
                 }
             )
+            summary["reasons"] = performance_reasons(summary, settings.monitoring.min_segment_rows)
+            summary["red_reasons"] = [r[5:] for r in summary["reasons"] if r.startswith("RED: ")]
             out[family] = _json_safe(summary)
             advance()
     return out
+
+
+def estimated_performance(
+    log: pd.DataFrame,
+    family: str,
+    reference: pd.DataFrame | None,
+    summary: dict[str, Any],
+    tolerance: float,
+) -> list[dict[str, Any]]:
+    """Per target: each month's AUC estimated from the scores (CBPE), with the realised
+    AUC beside it once matured and `estimate_wrong` when they differ by more than `tolerance`."""
+    from monitoring.estimate import Calibrator, estimate, reconcile
+
+    if log.empty:
+        return []
+    months = pd.to_datetime(log["ts"], utc=True).dt.strftime("%Y-%m")
+    reference = with_stage_targets(reference) if reference is not None else None
+    realised_by_target = {t["target"]: t["by_month"] for t in summary["targets"]}
+    out = []
+    for name, label, score in targets(family):
+        if score not in log.columns:
+            continue
+        calibrator = Calibrator()
+        if reference is not None and label in reference.columns and score in reference.columns:
+            calibrator = Calibrator(
+                reference[score].to_numpy(dtype=float, na_value=np.nan),
+                reference[label].to_numpy(dtype=float, na_value=np.nan),
+            )
+        estimated = {
+            str(month): estimate(group.to_numpy(dtype=float, na_value=np.nan), calibrator)
+            for month, group in log[score].groupby(months, sort=True)
+        }
+        realised = {m["month"]: m for m in realised_by_target.get(name, [])}
+        out.append(
+            {
+                "target": name,
+                "calibrated_on_reference": calibrator.fitted,
+                "by_month": reconcile(estimated, realised, tolerance),
+            }
+        )
+    return out
+
+
+def performance_reasons(summary: dict[str, Any], min_rows: int) -> list[str]:
+    """Why the performance verdict is what it is, one line per target that is not green."""
+    matured = summary.get("matured_predictions", 0)
+    if not summary["targets"]:
+        latest = [
+            f"{e['target']} {e['by_month'][-1]['estimated_auc']:.3f} in {e['by_month'][-1]['month']}"
+            for e in summary.get("estimates", [])[:3]
+            if e["by_month"] and np.isfinite(e["by_month"][-1]["estimated_auc"])
+        ]
+        return [
+            f"GREY: no outcome has matured yet (n = {matured:,} predictions with a known outcome "
+            f"made before {summary.get('matured_before')}; outcomes need "
+            f"{summary.get('min_age_days')} days)"
+            + (f"; AUC estimated from the scores: {', '.join(latest)}" if latest else "")
+        ]
+    lines: list[tuple[int, str]] = []
+    severity = {"red": 0, "amber": 1, "grey": 2, "green": 3}
+    for t in summary["targets"]:
+        if t["band"] in ("amber", "red"):
+            lines.append(
+                (
+                    severity[t["band"]],
+                    f"{t['band'].upper()}: AUC of {t['target']} {t['auc']:.3f} is "
+                    f"{t['auc_drop']:.3f} below development {t['development_auc']:.3f} "
+                    f"(n = {t['rows']:,})",
+                )
+            )
+        elif t["band"] == "grey":
+            why = (
+                f"not enough data (n = {t['rows']:,}, at least {min_rows:,} needed)"
+                if t["rows"] < min_rows
+                else "no development AUC to compare with"
+            )
+            lines.append((2, f"GREY: {t['target']}: {why}"))
+    if not any(b < 2 for b, _ in lines):
+        green = [t for t in summary["targets"] if t["band"] == "green"]
+        if green:
+            worst_drop = max(green, key=lambda t: t["auc_drop"])
+            lines.append(
+                (
+                    3,
+                    f"GREEN: every judged AUC within {worst_drop['auc_drop']:.3f} of development "
+                    f"(largest drop: {worst_drop['target']}, n = {worst_drop['rows']:,})"
+                    if worst_drop["auc_drop"] > 0
+                    else f"GREEN: every judged AUC at or above its development value "
+                    f"(n = {worst_drop['rows']:,})",
+                )
+            )
+    for entry in summary.get("estimates", []):
+        for m in entry["by_month"]:
+            if m.get("estimate_wrong"):
+                lines.append(
+                    (
+                        1,
+                        f"AMBER: the AUC estimated before outcomes for {entry['target']} in {m['month']} "
+                        f"({m['estimated_auc']:.3f}) missed the realised {m['realised_auc']:.3f}: "
+                        "calibration no longer holds (concept drift?), do not trust estimates alone",
+                    )
+                )
+    return [text for _, text in sorted(lines, key=lambda item: item[0])]
 
 
 def _json_safe(value: Any) -> Any:

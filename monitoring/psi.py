@@ -20,6 +20,15 @@ Bins (all taken from the reference only, so the current data cannot move them):
   (-inf, e1], (e1, e2], ..., (ek, +inf);
 - missing values (NaN) always have a bin of their own, so a rise in missing
   data shows up as drift.
+
+Noise: two samples of one population never have PSI 0. With n1 and n2 rows and
+k occupied bins, n_eff * PSI (n_eff = n1 n2 / (n1 + n2)) is close to a chi-square
+with k - 1 degrees of freedom (PSI is the symmetric Kullback-Leibler divergence,
+whose sampling law is the chi-square statistic's), so PSI averages
+(k - 1)(1/n1 + 1/n2) under no change. `noise_levels` gives that mean and the
+value noise alone exceeds with probability `alpha / tests`, `tests` being how
+many PSIs one verdict looks at (columns x segments): a verdict over 66 columns
+in 9 segments then false-alarms with probability at most `alpha`, not 600 times more.
 """
 
 from __future__ import annotations
@@ -169,6 +178,44 @@ def ks_statistic(sample_a: np.ndarray, sample_b: np.ndarray) -> float:
     cdf_a = np.searchsorted(a, points, side="right") / a.size
     cdf_b = np.searchsorted(b, points, side="right") / b.size
     return float(np.max(np.abs(cdf_a - cdf_b)))
+
+
+def noise_levels(
+    n_reference: np.ndarray | int,
+    n_current: np.ndarray | int,
+    occupied_bins: np.ndarray | int,
+    *,
+    tests: int,
+    alpha: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(mean PSI under no change, PSI that noise exceeds with probability alpha / tests).
+
+    Arrays broadcast; rows with no data give NaN.
+    """
+    from scipy.stats import chi2
+
+    n1 = np.asarray(n_reference, dtype=float)
+    n2 = np.asarray(n_current, dtype=float)
+    dof = np.maximum(np.asarray(occupied_bins, dtype=float) - 1, 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inverse_n = np.where((n1 > 0) & (n2 > 0), 1 / n1 + 1 / n2, np.nan)
+    mean = dof * inverse_n
+    alarm = chi2.isf(alpha / max(tests, 1), dof) * inverse_n
+    return mean, alarm
+
+
+def occupied_bins(reference_shares: np.ndarray, current_shares: np.ndarray) -> np.ndarray:
+    """Bins holding rows of either sample, along the last axis (the chi-square's k)."""
+    return np.count_nonzero((reference_shares > 0) | (current_shares > 0), axis=-1)
+
+
+def calibrated_band(value: float, alarm: float, amber: float, red: float) -> str:
+    """The banking band, but green while PSI is within sampling noise (`alarm`)."""
+    if value is None or not np.isfinite(value):
+        return "grey"
+    if np.isfinite(alarm) and value <= alarm:
+        return "green"
+    return band(value, amber, red)
 
 
 def band(value: float, amber: float, red: float) -> str:

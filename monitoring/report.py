@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -46,6 +47,7 @@ th,td{border:1px solid #ddd;padding:.3em .6em;text-align:left}th{background:#f6f
 td.num{text-align:right;font-variant-numeric:tabular-nums}
 .band{display:inline-block;padding:0 .5em;border-radius:3px;color:#fff;font-weight:600;font-size:.85em}
 .explain{background:#f8f8f8;padding:.6em 1em;border-radius:4px;font-size:.92em}
+figure{margin:1em 0}figcaption{font-weight:600;margin-bottom:.3em}figure svg{max-width:100%;height:auto}
 """
 
 
@@ -98,8 +100,10 @@ def render_report(
     performance: dict[str, Any] | None,
     thresholds: dict[str, Any],
     generated: str,
+    charts: dict[str, str] | None = None,
 ) -> str:
-    """The HTML page (a string). Only aggregates go in: never pass row-level data."""
+    """The HTML page (a string). Only aggregates go in: never pass row-level data
+    (`charts` are SVG drawn from aggregates by monitoring.charts)."""
     title, meaning = VERDICT_WORDS[verdict]
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
@@ -115,6 +119,7 @@ def render_report(
         if len(reasons) > 15:
             parts.append(f"<p>… and {len(reasons) - 15} more in the tables below.</p>")
     parts.append("</div>")
+    parts.append(_charts_section(charts or {}))
     parts.append(_how_to_read(thresholds))
     parts.append(_versions_section(served, registry))
     parts.append(_drift_section(drift))
@@ -122,6 +127,126 @@ def render_report(
     parts.append(_quality_section(drift))
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+CHART_TITLES = {
+    "distribution": "Score distribution: validation sample vs this period",
+    "top_psi": "Most moved inputs and scores (PSI; dashed lines: amber and red bands; tick: alarm level)",
+    "trend": "Month by month: drift of the score, and AUC realised vs estimated before outcomes",
+    "calibration": "Calibration by decile (matured outcomes; on the dashed line = well calibrated)",
+    "band_mix": "Risk-band mix per month",
+}
+
+
+def _charts_section(charts: dict[str, str]) -> str:
+    if not charts:
+        return ""
+    out = ["<h2>At a glance</h2><div class='charts'>"]
+    for key, title in CHART_TITLES.items():
+        if key in charts:
+            out.append(f"<figure><figcaption>{esc(title)}</figcaption>{charts[key]}</figure>")
+    out.append("</div>")
+    return "\n".join(out)
+
+
+def main_score(family: str, manifest: dict[str, Any]) -> str:
+    """The score a family's charts follow (the churn probability, the first product's or stage's)."""
+    from monitoring.inputs import score_columns
+
+    return next(c for c in score_columns(family, manifest) if c != "stage_next_code")
+
+
+def build_charts(
+    *,
+    family: str,
+    reference: pd.DataFrame,
+    manifest: dict[str, Any],
+    current: pd.DataFrame,
+    history: pd.DataFrame,
+    drift: dict[str, Any] | None,
+    performance: dict[str, Any],
+    settings: Settings,
+) -> dict[str, str]:
+    """The report's charts, each from aggregates computed here (shares, PSI, AUC per month)."""
+    import numpy as np
+
+    from monitoring import charts
+    from monitoring.psi import psi
+
+    score = main_score(family, manifest)
+    t = settings.monitoring
+    out: dict[str, str] = {}
+    ref_values = reference[score].to_numpy(dtype=float, na_value=np.nan)
+    ref_values = ref_values[np.isfinite(ref_values)]
+
+    def shares(values: np.ndarray, edges: np.ndarray) -> list[float]:
+        values = np.clip(values[np.isfinite(values)], edges[0], edges[-1])
+        counts, _ = np.histogram(values, edges)
+        return [float(c) for c in counts / max(values.size, 1)]
+
+    if drift is not None and score in current.columns and ref_values.size:
+        top = max(float(np.quantile(ref_values, 0.995)), 1e-6)
+        edges = np.linspace(0.0, top, 21)
+        cur_values = current[score].to_numpy(dtype=float, na_value=np.nan)
+        out["distribution"] = charts.score_distribution(
+            edges.tolist(), shares(ref_values, edges), shares(cur_values, edges), score
+        )
+        out["top_psi"] = charts.top_psi(drift["features"] + drift["scores"], t.psi_amber, t.psi_red)
+
+    months_of_history = (
+        pd.to_datetime(history["ts"], utc=True).dt.strftime("%Y-%m")
+        if not history.empty
+        else pd.Series(dtype=str)
+    )
+    monthly_psi: dict[str, float] = {}
+    band_shares: dict[str, list[float]] = {}
+    if family == "churn":
+        band_edges = [settings.serving.risk_band_medium, settings.serving.risk_band_high]
+        band_title = (
+            f"churn risk band (medium from {band_edges[0]:.0%}, high from {band_edges[1]:.0%})"
+        )
+    else:
+        band_edges = (
+            [float(q) for q in np.quantile(ref_values, [1 / 3, 2 / 3])]
+            if ref_values.size
+            else [0.0, 0.0]
+        )
+        band_title = f"{score}: thirds of the validation sample (low, medium, high)"
+    month_names = sorted(set(months_of_history))
+    for month in month_names:
+        values = history.loc[months_of_history == month, score].to_numpy(
+            dtype=float, na_value=np.nan
+        )
+        values = values[np.isfinite(values)]
+        if values.size and ref_values.size:
+            monthly_psi[month] = psi(ref_values, values, t.bins)
+        band_index = np.searchsorted(band_edges, values, side="right")
+        counts = np.bincount(band_index, minlength=3)[:3] / max(values.size, 1)
+        for name, share in zip(("low", "medium", "high"), counts, strict=True):
+            band_shares.setdefault(name, []).append(float(share))
+    if month_names:
+        out["band_mix"] = charts.band_mix(month_names, band_shares, band_title)
+
+    first = performance["targets"][0] if performance.get("targets") else None
+    estimates = performance.get("estimates") or []
+    estimated = {
+        m["month"]: m.get("estimated_auc") for m in (estimates[0]["by_month"] if estimates else [])
+    }
+    realised = {m["month"]: m.get("auc") for m in (first["by_month"] if first else [])}
+    trend_months = sorted(set(monthly_psi) | set(estimated) | set(realised))
+    if trend_months:
+        out["trend"] = charts.monthly_trend(
+            trend_months,
+            [monthly_psi.get(m) for m in trend_months],
+            [realised.get(m) for m in trend_months],
+            [estimated.get(m) for m in trend_months],
+            amber=t.psi_amber,
+            red=t.psi_red,
+            score=score,
+        )
+    if first and first.get("calibration"):
+        out["calibration"] = charts.calibration(first["calibration"], first["target"])
+    return out
 
 
 def _how_to_read(t: dict[str, Any]) -> str:
@@ -256,14 +381,65 @@ def _drift_section(drift: dict[str, Any] | None) -> str:
     return "\n".join(out)
 
 
+def _estimates_section(performance: dict[str, Any] | None) -> str:
+    """AUC estimated from the scores before outcomes (CBPE) beside the realised AUC."""
+    estimates = (performance or {}).get("estimates") or []
+    if not estimates or not estimates[0]["by_month"]:
+        return ""
+    entry = estimates[0]
+    rows = []
+    for m in entry["by_month"]:
+        wrong = m.get("estimate_wrong")
+        flag = (
+            badge("amber") + " estimate was wrong"
+            if wrong
+            else ("within tolerance" if "realised_auc" in m else "not matured yet")
+        )
+        rows.append(
+            [
+                td(esc(m["month"])),
+                td(f"{m['rows']:,}", True),
+                td(num(m.get("estimated_auc")), True),
+                td(num(m.get("realised_auc")), True),
+                td(num(m.get("difference")), True),
+                td(pct(m.get("estimated_event_rate")), True),
+                td(pct(m.get("realised_event_rate")), True),
+                td(flag),
+            ]
+        )
+    return (
+        f"<h3>{esc(entry['target'])}: performance estimated before outcomes</h3>"
+        "<p>Before outcomes are known, the AUC is estimated from the scores themselves, assuming the "
+        "model's probabilities are still calibrated (confidence-based estimation, as in NannyML's CBPE; "
+        "calibrated on the validation sample). Once outcomes mature the realised AUC is shown beside it; "
+        "a month where the two differ by more than the amber AUC drop is flagged: the model's "
+        "probabilities no longer mean what they did.</p>"
+        + table(
+            [
+                "month",
+                "predictions",
+                "estimated AUC",
+                "realised AUC",
+                "difference",
+                "estimated event rate",
+                "realised event rate",
+                "check",
+            ],
+            rows,
+        )
+    )
+
+
 def _performance_section(performance: dict[str, Any] | None) -> str:
     out = ["<h2>Performance on outcomes that have happened</h2>"]
+    estimates = _estimates_section(performance)
     if not performance or not performance.get("targets"):
         out.append(
             "<p>No prediction in this period is old enough for its outcome to be known yet "
             f"(outcomes need {performance.get('min_age_days', 90) if performance else 90} days). "
             "This section fills in as predictions mature.</p>"
         )
+        out.append(estimates)
         return "\n".join(out)
     rows = [
         [
@@ -321,6 +497,7 @@ def _performance_section(performance: dict[str, Any] | None) -> str:
             f"<h3>{esc(first['target'])} calibration (1 = lowest scores)</h3>"
             + table(["score group", "predicted", "happened"], rows)
         )
+    out.append(estimates)
     return "\n".join(out)
 
 
@@ -367,25 +544,52 @@ def _quality_section(drift: dict[str, Any] | None) -> str:
 
 
 def run_report(
-    settings: Settings, *, model: str | None, period: str | None, progress: bool = True
+    settings: Settings,
+    *,
+    model: str | None,
+    period: str | None,
+    scores: Sequence[Path] = (),
+    as_of: Sequence[str] = (),
+    progress: bool = True,
 ) -> int:
-    """`clm monitor report`: one HTML per model for the period; exit 1 when anything is red."""
+    """`clm monitor report`: one HTML per model for the period; exit 1 when anything is red.
+
+    With `scores`/`as_of`, a back-test over those snapshots (monitoring.backtest): drift
+    is judged on the latest snapshot, trends and performance over all of them."""
     from clm import atomic, mlflow_access
     from clm.progress import step_progress
     from clm.segments import SEGMENTS
     from monitoring import inputs
-    from monitoring.drift import _print_verdicts, compare_populations
+    from monitoring.drift import compare_populations, print_verdicts
     from monitoring.performance import performance_summaries
     from monitoring.quality import worst
     from monitoring.runlog import log_to_mlflow
 
     wanted = inputs.families(model)
     client = mlflow_access.client(settings)
-    log, window = inputs.read_prediction_log(settings, window=period)
+    backtest = None
+    if scores or as_of:
+        from monitoring.backtest import backtest_frame
+
+        backtest, _ = backtest_frame(settings, scores=scores, as_of=as_of, progress=progress)
+        stamps = pd.to_datetime(backtest["ts"], utc=True)
+        latest = stamps.max()
+        window = inputs.Window(
+            stamps.min(),
+            latest + pd.Timedelta(seconds=1),
+            f"back-test {stamps.min().date()} to {latest.date()}",
+        )
+        log = backtest[stamps == latest]
+        history = backtest
+    else:
+        log, window = inputs.read_prediction_log(settings, window=period)
+        history = log
     frame = inputs.normalise_log(log)
     folder = settings.reports_dir / "risk"
     folder.mkdir(parents=True, exist_ok=True)
     slug = window.label.replace(" ", "-")
+    # Date-stamped: a report never overwrites an earlier one of the same period.
+    stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%SZ")
     verdicts = {}
     with step_progress("risk report", len(wanted), progress, transient=True) as advance:
         for family in wanted:
@@ -399,10 +603,17 @@ def run_report(
                     scores=inputs.score_columns(family, champion.manifest),
                     segments=SEGMENTS,
                     thresholds=settings.monitoring,
-                    unknown_customers=inputs.unknown_customers(settings, window),
+                    unknown_customers=None
+                    if backtest is not None
+                    else inputs.unknown_customers(settings, window),
                 )
             performance = performance_summaries(
-                settings, [family], client=client, start=window.start, end=window.end
+                settings,
+                [family],
+                client=client,
+                start=window.start,
+                end=window.end,
+                predictions=backtest,
             )[family]
             registry = inputs.registry_history(settings, family, client)
             for entry in registry:
@@ -417,7 +628,18 @@ def run_report(
                     )
                 ]
             verdict = worst([(drift or {}).get("verdict", "grey"), performance["verdict"]])
-            reasons = [*(drift or {}).get("red_reasons", []), *performance["red_reasons"]]
+            drift_reasons = (
+                drift["reasons"]
+                if drift
+                else ["GREY: not enough data (n = 0 production predictions in the period)"]
+            )
+            reasons = [
+                *drift_reasons,
+                *[
+                    f"{r.split(': ', 1)[0]}: performance: {r.split(': ', 1)[1]}"
+                    for r in performance["reasons"]
+                ],
+            ]
             html_text = render_report(
                 family=family,
                 registered_name=champion.registered_name,
@@ -431,10 +653,20 @@ def run_report(
                 performance=performance,
                 thresholds=settings.monitoring.model_dump(),
                 generated=pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
+                charts=build_charts(
+                    family=family,
+                    reference=champion.reference,
+                    manifest=champion.manifest,
+                    current=frame,
+                    history=inputs.normalise_log(history),
+                    drift=drift,
+                    performance=performance,
+                    settings=settings,
+                ),
             )
-            path = folder / f"{family}-{slug}.html"
+            path = folder / f"{family}-{slug}-{stamp}.html"
             atomic.write_text(path, html_text)
-            summary_path = folder / f"{family}-{slug}.json"
+            summary_path = path.with_suffix(".json")
             atomic.write_json(
                 summary_path,
                 {
@@ -442,7 +674,8 @@ def run_report(
                     "period": window.label,
                     "version": champion.version,
                     "verdict": verdict,
-                    "red_reasons": reasons,
+                    "reasons": reasons,
+                    "red_reasons": [r[5:] for r in reasons if r.startswith("RED: ")],
                     "drift": drift,
                     "performance": performance,
                 },
@@ -457,12 +690,23 @@ def run_report(
                     "clm.version": champion.version,
                     "clm.verdict": verdict,
                 },
-                metrics={},
+                # The report's figures, searchable and comparable across periods in MLflow.
+                metrics={
+                    **{
+                        f"psi.{r['name']}": r["psi"]
+                        for r in [
+                            *(drift or {}).get("features", []),
+                            *(drift or {}).get("scores", []),
+                        ]
+                    },
+                    **{f"auc.{t['target']}": t.get("auc") for t in performance.get("targets", [])},
+                    **{f"ks.{t['target']}": t.get("ks") for t in performance.get("targets", [])},
+                },
                 artifacts=[path, summary_path],
             )
-            verdicts[family] = (verdict, path, reasons)
+            verdicts[family] = (verdict, [path, summary_path], reasons)
             advance()
-    _print_verdicts(verdicts)
+    print_verdicts(verdicts)
     return 1 if any(v[0] == "red" for v in verdicts.values()) else 0
 
 

@@ -9,7 +9,6 @@ that fails any check raises `ModelRefused` and is never served.
 from __future__ import annotations
 
 import ctypes
-import json
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ import numpy as np
 
 from clm.domain import PROPENSITY_PRODUCTS, STAGES
 from clm.errors import ClmError
+from clm.families import spec
 
 if TYPE_CHECKING:
     import lightgbm
@@ -31,8 +31,6 @@ if TYPE_CHECKING:
 MANY_ROWS = 2000
 # Golden rows must reproduce the registered scores to this absolute tolerance.
 GOLDEN_TOLERANCE = 1e-6
-# Prefixes under which golden.parquet may name an expected score column.
-_EXPECTED_PREFIXES = ("expected_", "score_", "pred_", "")
 
 
 class ModelRefused(ClmError):
@@ -142,14 +140,6 @@ class LoadedModel:
         return per_class[np.arange(matrix.shape[0]), class_index, : width - 1]
 
 
-def find_manifest(root: Path) -> Path:
-    """`manifest.json` at the model directory's root or one level below."""
-    for candidate in (root / "manifest.json", *sorted(root.glob("*/manifest.json"))):
-        if candidate.is_file():
-            return candidate
-    raise ModelRefused(f"no manifest.json in the model directory ({root.name})")
-
-
 def load_model_dir(
     directory: Path,
     *,
@@ -157,23 +147,23 @@ def load_model_dir(
     registered_name: str,
     version: str,
     expected_features: Callable[[str], Sequence[str]],
+    probe: bool = True,
 ) -> LoadedModel:
-    """Read and check a model directory; raise `ModelRefused` naming what is wrong."""
-    import lightgbm
+    """Read and check a model directory; raise `ModelRefused` naming what is wrong.
+
+    The boosters are first loaded and scored in a child process (`clm.model_dir`):
+    LightGBM aborts the process on a truncated file or `nan` leaves, and this
+    process serves. `probe=False` only for directories this process wrote itself.
+    """
     import pandas as pd
 
-    manifest_path = find_manifest(directory)
-    root = manifest_path.parent
+    from clm.model_dir import ModelDirError, load_boosters, probe_in_child, read_model_dir
+
     try:
-        manifest: dict[str, Any] = json.loads(manifest_path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ModelRefused(f"manifest.json is not readable JSON: {exc}") from None
-    if manifest.get("family") != family:
-        raise ModelRefused(f"manifest family is {manifest.get('family')!r}, expected {family!r}")
-    service = manifest.get("feature_service")
-    features = manifest.get("features")
-    if not isinstance(service, str) or not isinstance(features, list) or not features:
-        raise ModelRefused("manifest needs 'feature_service' (str) and a non-empty 'features' list")
+        model_dir = read_model_dir(directory, family=family)
+    except ModelDirError as exc:
+        raise ModelRefused(str(exc)) from None
+    service, features, manifest = model_dir.feature_service, model_dir.features, model_dir.manifest
     try:
         served = list(expected_features(service))
     except Exception as exc:  # the feature store is another component: report, don't crash
@@ -185,55 +175,37 @@ def load_model_dir(
             f"feature list does not match feature service {service!r} "
             f"(missing {missing[:5]}, unexpected {extra[:5]}, or a different order)"
         )
-    booster_paths = manifest.get("boosters")
-    if not isinstance(booster_paths, dict) or not booster_paths:
-        raise ModelRefused("manifest needs a non-empty 'boosters' mapping")
-    classes: tuple[str, ...] = ()
-    products: tuple[str, ...] = ()
-    if family == "churn":
-        keys: list[str] = ["churn"]
-    elif family == "stage":
-        keys = ["stage"]
-        classes = tuple(manifest.get("classes") or ())
-        if list(classes) != list(STAGES):
-            raise ModelRefused(
-                f"stage classes {list(classes)} differ from the vocabulary {list(STAGES)}"
-            )
-    else:
-        products = tuple(manifest.get("products") or ())
-        unknown = [p for p in products if p not in PROPENSITY_PRODUCTS]
-        if not products or unknown:
-            raise ModelRefused(f"propensity products missing or unknown: {unknown or products}")
-        keys = list(products)
-    if sorted(keys) != sorted(booster_paths):
+    family_spec = spec(family)
+    classes = family_spec.classes(manifest)
+    products = family_spec.products(manifest)
+    if family_spec.task == "multiclass" and list(classes) != list(STAGES):
         raise ModelRefused(
-            f"booster keys {sorted(booster_paths)} differ from the expected {sorted(keys)}"
+            f"stage classes {list(classes)} differ from the vocabulary {list(STAGES)}"
         )
-
-    boosters: dict[str, lightgbm.Booster] = {}
-    for key in keys:
-        path = (root / str(booster_paths[key])).resolve()
-        if root.resolve() not in path.parents or not path.is_file():
-            raise ModelRefused(f"booster {key!r} file {booster_paths[key]!r} is missing")
-        try:
-            booster = lightgbm.Booster(model_file=str(path))
-        except Exception as exc:  # LightGBM raises its own error on a corrupt text model
-            raise ModelRefused(
-                f"booster {key!r} is not a valid LightGBM text model: {exc}"
-            ) from None
+    unknown = [p for p in products if p not in PROPENSITY_PRODUCTS]
+    if family_spec.task == "per_product" and (not products or unknown):
+        raise ModelRefused(f"propensity products missing or unknown: {unknown or products}")
+    try:
+        if probe:
+            probe_in_child(model_dir)
+        boosters = load_boosters(model_dir)
+    except ModelDirError as exc:
+        raise ModelRefused(str(exc)) from None
+    want_outputs = family_spec.outputs_per_booster(manifest)
+    for key, booster in boosters.items():
         if booster.num_feature() != len(features):
             raise ModelRefused(
-                f"booster {key!r} expects {booster.num_feature()} features, manifest lists {len(features)}"
+                f"booster {key!r} expects {booster.num_feature()} features, "
+                f"manifest lists {len(features)}"
             )
         names = booster.feature_name()
         if not names[0].startswith("Column_") and names != list(features):
             raise ModelRefused(f"booster {key!r} feature names differ from the manifest's list")
-        want_classes = len(classes) if family == "stage" else 1
-        if booster.num_model_per_iteration() != want_classes:
+        if booster.num_model_per_iteration() != want_outputs:
             raise ModelRefused(
-                f"booster {key!r} has {booster.num_model_per_iteration()} outputs, expected {want_classes}"
+                f"booster {key!r} has {booster.num_model_per_iteration()} outputs, "
+                f"expected {want_outputs}"
             )
-        boosters[key] = booster
 
     model = LoadedModel(
         family=family,
@@ -245,12 +217,8 @@ def load_model_dir(
         classes=classes,
         products=products,
     )
-    golden_name = manifest.get("golden_rows") or "golden.parquet"
-    golden_path = root / str(golden_name)
-    if not golden_path.is_file():
-        raise ModelRefused(f"golden rows {golden_name!r} are missing")
     try:
-        golden = pd.read_parquet(golden_path)
+        golden = pd.read_parquet(model_dir.golden)
     except Exception as exc:
         raise ModelRefused(f"golden rows are not readable parquet: {exc}") from None
     check_fast_path(model, golden)
@@ -259,20 +227,12 @@ def load_model_dir(
 
 
 def output_columns(model: LoadedModel, scores: np.ndarray) -> dict[str, np.ndarray]:
-    """The model's outputs under every name golden.parquet may use for them."""
-    named: dict[str, np.ndarray] = {}
-    if model.family == "churn":
-        named["churn"] = named["churn_probability"] = named["probability"] = scores
-    elif model.family == "propensity":
-        for j, product in enumerate(model.products):
-            named[product] = named[f"propensity_{product}"] = scores[:, j]
-    else:
-        for j, stage in enumerate(model.classes):
-            for name in (f"stage_{stage}", f"stage_prob_{stage}", stage, f"stage_{j}"):
-                named[name] = scores[:, j]
-    return {
-        prefix + name: values for name, values in named.items() for prefix in _EXPECTED_PREFIXES
-    }
+    """The model's outputs under their score column names (as in golden.parquet)."""
+    columns = spec(model.family).score_columns(
+        {"classes": model.classes, "products": model.products}
+    )
+    block = scores.reshape(len(scores), -1)
+    return {name: block[:, j] for j, name in enumerate(columns)}
 
 
 def check_fast_path(model: LoadedModel, golden: Any) -> None:

@@ -22,20 +22,24 @@ from typing import TYPE_CHECKING, Any
 from clm.settings import FAMILIES
 from serving.batch import (
     ENTITY_KEY,
+    SNAPSHOT_KEY,
     TIMESTAMP_FIELD,
     BatchError,
+    check_selection,
     feature_matrix,
     load_champions,
+    output_schema,
     parse_as_of,
     score_table,
     snapshot_for,
+    write_selection,
 )
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
     from clm.settings import Settings
-    from serving.scoring import ModelSet
+    from serving.scoring import ModelSet, RiskBands
 
 __all__ = ["run_score_batch_spark"]
 
@@ -82,7 +86,7 @@ def models_from_spec(spec: ModelsSpec) -> ModelSet:
     return ModelSet(**loaded)
 
 
-def _scorer(spec_broadcast: Any, request_id: str) -> Any:
+def _scorer(spec_broadcast: Any, request_id: str, bands: RiskBands) -> Any:
     """The function each task runs over its Arrow batches."""
 
     def score_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -98,7 +102,7 @@ def _scorer(spec_broadcast: Any, request_id: str) -> Any:
             table = pa.Table.from_batches([batch])
             ids = [str(c) for c in table[ENTITY_KEY].to_pylist()]
             matrix = feature_matrix(table, models.union)
-            yield score_table(models, ids, matrix, request_id=request_id)
+            yield score_table(models, ids, matrix, request_id=request_id, bands=bands)
 
     return score_batches
 
@@ -113,10 +117,18 @@ def _snapshots(features: Any) -> list[datetime]:
 
 
 def run_score_batch_spark(
-    settings: Settings, *, as_of: str, out: Path, progress: bool = True
+    settings: Settings,
+    *,
+    as_of: str,
+    out: Path,
+    progress: bool = True,
+    output_format: str = "parquet",
+    top: int | None = None,
+    by: str = "churn_probability",
 ) -> dict[str, Any]:
     """Score every customer at the snapshot for `as_of` in Spark; one parquet row per customer,
-    sorted by customer id, with the prediction log's columns (as `serving.batch`)."""
+    sorted by customer id, with the default engine's columns, or its CSV / `top` selection
+    (`serving.batch.write_selection`)."""
     import pyarrow.parquet as pq
     from pyspark.sql import functions as F
     from pyspark.sql.pandas.types import from_arrow_schema
@@ -125,10 +137,12 @@ def run_score_batch_spark(
     from clm.progress import step_progress
     from clm.spark import spark_session, write_single_parquet
     from features.store import feature_table_path
-    from serving.predlog import log_schema
 
     started = time.perf_counter()
     parse_as_of(as_of)  # a bad date fails before any model is loaded
+    check_selection(output_format, top, by)
+    from serving.scoring import risk_bands
+
     path = feature_table_path(settings)
     if not path.exists():
         raise BatchError(f"{path} does not exist; run `clm features build` first")
@@ -138,7 +152,9 @@ def run_score_batch_spark(
         raise BatchError(f"{path} lacks feature columns {missing[:5]}; rebuild the features")
     out = Path(out)
     request_id = f"batch-{uuid.uuid4().hex}"
-    schema = log_schema(models.union)
+    schema = output_schema(models.union)
+    bands = risk_bands(settings.serving)
+    select = output_format != "parquet" or top is not None or by != "churn_probability"
     with step_progress("scoring in Spark", None, progress, transient=True):
         spark = spark_session(settings)
         features = spark.read.parquet(path.as_posix())
@@ -152,17 +168,25 @@ def run_score_batch_spark(
             # Sorted before scoring (mapInArrow keeps each partition's order): the sort's
             # sampling pass then reads features instead of scoring every row twice.
             scored = rows.orderBy(ENTITY_KEY).mapInArrow(
-                _scorer(spec, request_id), from_arrow_schema(schema)
+                _scorer(spec, request_id, bands), from_arrow_schema(schema)
             )
             with (
                 atomic.atomic_path(out) as tmp,
-                tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as parts,
+                tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as scratch,
             ):
-                write_single_parquet(scored, Path(parts), tmp)
+                # The snapshot date travels with the file, as the default engine writes it.
+                metadata = {SNAPSHOT_KEY: snapshot.isoformat()}
+                whole = Path(scratch) / "scored.parquet" if select else tmp
+                write_single_parquet(scored, Path(scratch), whole, metadata=metadata)
+                rows_written = pq.ParquetFile(whole).metadata.num_rows
+                if select:
+                    rows_written = write_selection(
+                        whole, tmp, output_format=output_format, top=top, by=by
+                    )
         finally:
             spec.unpersist()
     return {
-        "rows": pq.ParquetFile(out).metadata.num_rows,
+        "rows": rows_written,
         "out": str(out),
         "snapshot_ts": snapshot.isoformat(),
         "model_versions": models.versions,

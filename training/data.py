@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from clm import segments
-from clm.domain import PROPENSITY_PRODUCTS, STAGES
+from clm.domain import STAGES
 from clm.errors import ClmError
+from clm.families import spec as family_spec
 from clm.progress import step_progress
 
 if TYPE_CHECKING:
@@ -36,13 +37,7 @@ class TrainingDataError(ClmError):
 
 def label_columns(family: str) -> list[str]:
     """The label columns a family learns from (see docs/contracts.md, labels)."""
-    if family == "churn":
-        return ["churn_90d"]
-    if family == "propensity":
-        return [f"adopt_{product}_90d" for product in PROPENSITY_PRODUCTS]
-    if family == "stage":
-        return ["stage_next"]
-    raise TrainingDataError(f"unknown model family {family!r}; expected churn, propensity or stage")
+    return list(family_spec(family).label_columns)
 
 
 @dataclass(frozen=True)
@@ -121,11 +116,46 @@ def labelled_mask(labels: pd.DataFrame, family: str) -> np.ndarray:
         keep = labels[key].notna() | labels[columns].notna().any(axis=1)
     else:
         keep = labels[columns[0]].notna()
-    if "stage" in labels.columns:
-        # A customer who has already churned is no longer scored: keeping those rows
-        # would teach "churned stays churned" and flatter every metric.
+    if family == "stage" and "stage" in labels.columns:
+        # "Churned stays churned" would flatter the stage metrics. Churn and propensity
+        # keep these rows: batch scoring scores every customer, and no customer may be
+        # scored by a model trained without anyone like them.
         keep &= labels["stage"].astype(str) != "churned"
     return keep.to_numpy(dtype=bool)
+
+
+def unsupported_reason(settings: Settings, labels: pd.DataFrame, family: str) -> str | None:
+    """Why the data cannot train `family` (one line), or None when it can.
+
+    Checked on the labels before any feature is fetched, so `clm train all` trains what
+    the data supports and says why it skips the rest.
+    """
+    if family == "propensity" and not (settings.raw_dir / "holdings.parquet").is_file():
+        return "no holdings table was ingested (product adoption cannot be observed)"
+    columns = label_columns(family)
+    if any(c not in labels.columns for c in columns):
+        return f"the labels lack {', '.join(c for c in columns if c not in labels.columns)}"
+    own = labels.loc[labelled_mask(labels, family)]
+    if own.empty:
+        return "no snapshot has a complete 90-day outcome yet; ingest more months"
+    try:
+        split = out_of_time_split(
+            list(own["snapshot_ts"].unique()),
+            validation_months=settings.training.validation_months,
+            test_months=settings.training.test_months,
+        )
+    except TrainingDataError as exc:
+        return str(exc)
+    names = own["snapshot_ts"].map(split.of)
+    for name in ("train", "validation", "test"):
+        part = own.loc[names == name, columns]
+        if family == "stage":
+            both = part[columns[0]].dropna().nunique() >= 2
+        else:
+            both = any(part[c].dropna().nunique() >= 2 for c in columns)
+        if not both:
+            return f"the {name} split has only one outcome of {', '.join(columns)}"
+    return None
 
 
 def labelled_rows(labels: pd.DataFrame, family: str) -> pd.DataFrame:

@@ -15,7 +15,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from clm.domain import PROPENSITY_PRODUCTS, STAGES
+from clm.families import spec
 from training.booster_model import MANIFEST, BoosterModel
 
 if TYPE_CHECKING:
@@ -47,10 +47,7 @@ def manifest_for(
         "golden_rows": GOLDEN,
         "reference": REFERENCE,
     }
-    if family == "stage":
-        manifest["classes"] = list(STAGES)
-    if family == "propensity":
-        manifest["products"] = [p for p in PROPENSITY_PRODUCTS if p in booster_paths]
+    manifest.update(spec(family).manifest_extras(list(booster_paths)))
     return manifest
 
 
@@ -79,7 +76,7 @@ def log_family_model(
     with tempfile.TemporaryDirectory(prefix="clm-model-") as tmp:
         extra = Path(tmp) / "extra"
         extra.mkdir()
-        if family in ("churn", "stage"):
+        if spec(family).task != "per_product":
             booster = boosters[family]
             signature = infer_signature(example, booster.predict(example.to_numpy()))
             info = mlflow.lightgbm.log_model(

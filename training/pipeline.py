@@ -18,9 +18,9 @@ from clm.domain import PROPENSITY_PRODUCTS, STAGES
 from clm.errors import ClmError
 from clm.progress import ParallelBars
 from clm.settings import FAMILIES
-from training import evaluate
+from training import baselines, evaluate
 from training.booster_model import BoosterModel
-from training.data import TrainingSet, load_training_sets, stage_index
+from training.data import TrainingSet, load_training_sets, stage_index, unsupported_reason
 from training.model_format import REFERENCE_ROWS, log_family_model, manifest_for
 from training.train import Task, fit, stratified_rows, tasks_for
 from training.tune import TuningResult, study_name, tune
@@ -37,17 +37,54 @@ class TrainingError(ClmError):
     """Training cannot produce a model from this data."""
 
 
+@dataclass
+class FamilyResult:
+    """What `clm train` did for one family: the version, its gates and its baselines."""
+
+    family: str
+    registered_name: str
+    version: str
+    champion: bool
+    # The test metrics a reader compares (auc / mean_auc / log_loss / macro_f1 ...).
+    test: dict[str, float]
+    # Baselines on the same test rows (recency_auc, bgnbd_auc, base_rate_log_loss, ...).
+    baselines: dict[str, float]
+    gates: list[dict[str, Any]]
+    oracle: dict[str, float]
+
+    @property
+    def failed_gates(self) -> list[dict[str, Any]]:
+        return [g for g in self.gates if not g["passed"]]
+
+
+@dataclass
+class TrainReport:
+    """`run_train`'s outcome: trained families and, for the others, why not."""
+
+    results: dict[str, FamilyResult]
+    skipped: dict[str, str]
+
+    @property
+    def versions(self) -> dict[str, str]:
+        return {family: r.version for family, r in self.results.items()}
+
+
 def run_train(
     settings: Settings, *, model: str, trials: int | None, progress: bool = True
-) -> dict[str, str]:
-    """Train, log and register each family; returns family -> registered version.
+) -> TrainReport:
+    """Train, log and register each family the data supports; skip the others with a reason.
 
     The families are tuned and fitted side by side, their boosters sharing one pool of
     `training.workers` threads (one LightGBM booster each); each family is evaluated,
     logged to MLflow and registered in this thread, in family order, as soon as its
-    boosters are ready.
+    boosters are ready. `model="all"` trains what it can and raises only when nothing
+    trained; a family asked for by name raises when it cannot be trained.
     """
-    families = FAMILIES if model == "all" else (model,)
+    import pandas as pd
+
+    from features import store
+
+    families: tuple[str, ...] = FAMILIES if model == "all" else (model,)
     if model != "all" and model not in FAMILIES:
         raise TrainingError(
             f"unknown model {model!r}; expected one of {', '.join(FAMILIES)} or all"
@@ -55,28 +92,51 @@ def run_train(
     n_trials = settings.training.trials if trials is None else trials
     if n_trials < 0:
         raise TrainingError(f"--trials must be >= 0, got {n_trials}")
-    versions = {}
-    # Families sharing a feature set share one Feast join. Every set is read before the
-    # families start: they train at the same time anyway, and the fetch's progress bar
-    # cannot be drawn beside the families' (rich draws one live display at a time).
-    training_sets = list(load_training_sets(settings, families, progress=progress))
-    with (
-        _booster_pool(settings) as pool,
-        ThreadPoolExecutor(max_workers=len(families), thread_name_prefix="clm-family") as each,
-        ParallelBars(progress) as bars,
-    ):
-        fitting: dict[str, Future[Fitted]] = {
-            training_set.family: each.submit(
-                fit_family, settings, training_set, trials=n_trials, pool=pool, bars=bars
-            )
-            for training_set in training_sets
-        }
-        del training_sets
-        for family in list(fitting):
-            fitted = fitting.pop(family).result()
-            versions[family] = log_family(settings, fitted, trials=n_trials)
-            del fitted  # its frame and boosters are freed once logged
-    return versions
+    labels = store.load_labels(settings)
+    labels["snapshot_ts"] = pd.to_datetime(labels["snapshot_ts"], utc=True)
+    skipped: dict[str, str] = {}
+    for family in families:
+        reason = unsupported_reason(settings, labels, family)
+        if reason is not None:
+            skipped[family] = reason
+    del labels
+    if model != "all" and skipped:
+        raise TrainingError(f"{model}: cannot train: {skipped[model]}")
+    families = tuple(f for f in families if f not in skipped)
+    results: dict[str, FamilyResult] = {}
+    if families:
+        # Families sharing a feature set share one Feast join. Every set is read before the
+        # families start: they train at the same time anyway, and the fetch's progress bar
+        # cannot be drawn beside the families' (rich draws one live display at a time).
+        training_sets = list(load_training_sets(settings, families, progress=progress))
+        with (
+            _booster_pool(settings) as pool,
+            ThreadPoolExecutor(max_workers=len(families), thread_name_prefix="clm-family") as each,
+            ParallelBars(progress) as bars,
+        ):
+            fitting: dict[str, Future[Fitted]] = {
+                training_set.family: each.submit(
+                    fit_family, settings, training_set, trials=n_trials, pool=pool, bars=bars
+                )
+                for training_set in training_sets
+            }
+            del training_sets
+            for family in list(fitting):
+                try:
+                    fitted = fitting.pop(family).result()
+                except ClmError as exc:
+                    if model != "all":
+                        raise
+                    skipped[family] = str(exc)
+                    continue
+                results[family] = log_family(settings, fitted, trials=n_trials)
+                del fitted  # its frame and boosters are freed once logged
+    if not results:
+        raise TrainingError(
+            "no model family could be trained: "
+            + "; ".join(f"{f}: {why}" for f, why in skipped.items())
+        )
+    return TrainReport(results, skipped)
 
 
 def worker_count(settings: Settings) -> int:
@@ -175,15 +235,20 @@ def fit_family(
 
 def train_family(
     settings: Settings, training_set: TrainingSet, *, trials: int, progress: bool = True
-) -> str:
-    """Tune, fit, evaluate, log one family to MLflow and register it; returns the version."""
+) -> FamilyResult:
+    """Tune, fit, evaluate, log one family to MLflow and register it."""
     with _booster_pool(settings) as pool, ParallelBars(progress) as bars:
         fitted = fit_family(settings, training_set, trials=trials, pool=pool, bars=bars)
     return log_family(settings, fitted, trials=trials)
 
 
-def log_family(settings: Settings, fitted: Fitted, *, trials: int) -> str:
-    """Evaluate a fitted family, log it to MLflow and register it; returns the version."""
+def log_family(settings: Settings, fitted: Fitted, *, trials: int) -> FamilyResult:
+    """Evaluate a fitted family against its baselines, log it to MLflow and register it.
+
+    The version may become `champion` (when there is none) only if it passes its
+    baseline gates (training.baselines); otherwise it is `challenger` only, with the
+    failed gates in its tags.
+    """
     import mlflow
 
     from training import registry, tracking
@@ -207,15 +272,19 @@ def log_family(settings: Settings, fitted: Fitted, *, trials: int) -> str:
     logged: dict[str, float] = {f"test_{k}": v for k, v in test_metrics.items()}
     logged.update({f"validation_{k}": v for k, v in val_metrics.items()})
     truth = tracking.simulated_truth(settings)
+    oracle: dict[str, float] = {}
+    compared = baselines.compare(training_set, test, test_scores)
     if family == "stage":
-        frame = training_set.frame
-        train = frame.loc[frame["split"] == "train", ["stage", "stage_next"]]
-        stay = evaluate.stay_rate(stage_index(train["stage"]), stage_index(train["stage_next"]))
-        logged.update(
-            {f"test_baseline_{k}": v for k, v in evaluate.stage_baseline(test, stay).items()}
-        )
-        logged["baseline_stay_rate"] = stay
+        logged.update({f"test_{k}": v for k, v in compared.items() if k.startswith("baseline_")})
+        logged["baseline_stay_rate"] = compared["stay_rate"]
     else:
+        logged.update(
+            {
+                f"test_{k}": v
+                for k, v in compared.items()
+                if "recency" in k or "bgnbd" in k or "base_rate" in k
+            }
+        )
         oracle = _oracle(family, truth, test, test_scores)
         logged.update(oracle)
         if "oracle_auc" in oracle:
@@ -225,6 +294,9 @@ def log_family(settings: Settings, fitted: Fitted, *, trials: int) -> str:
                 oracle["oracle_mean_auc"] - oracle["test_mean_auc_oracle_rows"]
             )
 
+    gates = baselines.baseline_gates(family, compared)
+    eligible = all(g["passed"] for g in gates)
+
     lineage = training_set.lineage
     split_info = lineage["splits"]
     experiment_id = mlflow_access.experiment_id(settings, settings.mlflow.training_experiment)
@@ -233,9 +305,27 @@ def log_family(settings: Settings, fitted: Fitted, *, trials: int) -> str:
     with (
         mlflow_access.fluent_tracking(settings),
         mlflow.start_run(
-            experiment_id=experiment_id, run_name=f"{family}-{training_set.feature_service}"
+            experiment_id=experiment_id,
+            run_name=tracking.run_name(family, lineage, tuning.trials),
+            description=tracking.run_description(
+                family,
+                training_set.feature_service,
+                len(features),
+                lineage,
+                trials=tuning.trials,
+                tuned=tuning.tuned,
+                logged=logged,
+            ),
         ) as run,
     ):
+        tracking.log_trials(
+            settings,
+            mlflow_access.client(settings),
+            experiment_id,
+            run.info.run_id,
+            family=family,
+            study_name=tuning.study_name,
+        )
         mlflow.set_tags(
             {
                 "clm.family": family,
@@ -308,21 +398,38 @@ def log_family(settings: Settings, fitted: Fitted, *, trials: int) -> str:
             extra_tags={
                 f"clm.test_{primary}": f"{test_metrics.get(primary, float('nan')):.6f}",
                 "clm.test_snapshots": json.dumps(split_info["test"]["snapshots"]),
+                "clm.baseline_gates": json.dumps({g["gate"]: g["passed"] for g in gates}),
+                "clm.baseline_failed": json.dumps([g["reason"] for g in gates if not g["passed"]])[
+                    :5000
+                ],
             },
+            may_be_champion=eligible,
         )
         mlflow.set_tag("clm.registered_version", version)
-    log.info(
-        "%s: registered %s version %s (test %s)",
-        family,
-        settings.models.family(family).registered_name,
-        version,
-        {
-            k: round(v, 4)
-            for k, v in test_metrics.items()
-            if k in ("auc", "mean_auc", "macro_f1", "log_loss")
+        mlflow.set_tag("clm.baseline_gates_passed", str(eligible).lower())
+        mlflow_access.client(settings).update_model_version(
+            settings.models.family(family).registered_name,
+            version,
+            description=tracking.version_description(
+                family, training_set.feature_service, lineage, logged
+            ),
+        )
+    name = settings.models.family(family).registered_name
+    champion = registry.is_champion(settings, family, version)
+    log.info("%s: registered %s version %s (champion: %s)", family, name, version, champion)
+    shown = ("auc", "mean_auc", "macro_f1", "log_loss")
+    return FamilyResult(
+        family=family,
+        registered_name=name,
+        version=version,
+        champion=champion,
+        test={k: float(v) for k, v in test_metrics.items() if k in shown},
+        baselines={
+            k: float(v) for k, v in compared.items() if k not in test_metrics and k != "stay_rate"
         },
+        gates=gates,
+        oracle=oracle,
     )
-    return version
 
 
 def _oracle(

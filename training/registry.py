@@ -23,6 +23,7 @@ from clm import atomic, mlflow_access
 from clm.errors import ClmError
 from clm.segments import SEGMENTS
 from clm.settings import FAMILIES
+from training import baselines
 from training.booster_model import BoosterModel
 from training.evaluate import lower_is_better, primary_value
 
@@ -91,8 +92,10 @@ def register_version(
     features: list[str],
     feature_service: str,
     extra_tags: dict[str, str] | None = None,
+    may_be_champion: bool = True,
 ) -> str:
-    """Register the logged model as a new version; alias challenger (and champion if none)."""
+    """Register the logged model as a new version; alias challenger, and champion if there
+    is none and the version passed its baseline gates (`may_be_champion`)."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
@@ -115,10 +118,17 @@ def register_version(
     with mlflow_access.fluent_tracking(settings):
         version = str(mlflow.register_model(model_uri, name, tags=tags).version)
     client.set_registered_model_alias(name, settings.aliases.challenger, version)
-    if _alias_version(client, name, settings.aliases.champion) is None:
+    if may_be_champion and _alias_version(client, name, settings.aliases.champion) is None:
         _set_champion(client, settings, name, version, [*champion_history(client, name), version])
         client.set_model_version_tag(name, version, "clm.champion_since", _now())
     return version
+
+
+def is_champion(settings: Settings, family: str, version: str) -> bool:
+    """Whether `version` holds the champion alias now."""
+    client = mlflow_access.client(settings)
+    name = settings.models.family(family).registered_name
+    return _alias_version(client, name, settings.aliases.champion) == version
 
 
 def load_version(settings: Settings, family: str, version: str) -> BoosterModel:
@@ -126,6 +136,10 @@ def load_version(settings: Settings, family: str, version: str) -> BoosterModel:
     name = settings.models.family(family).registered_name
     with tempfile.TemporaryDirectory(prefix="clm-version-") as tmp:
         return BoosterModel.load(mlflow_access.download_version(settings, name, version, tmp))
+
+
+def scores_usable(model: BoosterModel, rows: pd.DataFrame) -> bool:
+    return all(f in rows.columns for f in model.features)
 
 
 def _gate(name: str, passed: bool, reason: str, **details: Any) -> dict[str, Any]:
@@ -279,8 +293,11 @@ def _markdown(report: dict[str, Any]) -> str:
     ]
     for gate in report["gates"]:
         lines.append(f"| {gate['gate']} | {'yes' if gate['passed'] else 'NO'} | {gate['reason']} |")
+    if report.get("baselines"):
+        lines += ["", "| challenger and baselines on the holdout | value |", "|---|---|"]
+        lines += [f"| {k} | {v:.4f} |" for k, v in report["baselines"].items()]
     for gate in report["gates"]:
-        if gate["gate"] == "segments_within_tolerance" and gate["details"].get("segments"):
+        if gate["gate"] == "segments_within_tolerance" and gate.get("details", {}).get("segments"):
             lines += [
                 "",
                 "| segment | rows | challenger | champion | change |",
@@ -331,6 +348,13 @@ def promote_family(settings: Settings, family: str, *, progress: bool = False) -
         holdout,
         list(store.feature_names(settings, service)),
     )
+    # Every champion, the first included, beats its trivial baselines on this holdout.
+    if scores_usable(challenger, holdout):
+        compared = baselines.compare(training_set, holdout, challenger.score(holdout))
+        gates += baselines.baseline_gates(family, compared)
+        report_baselines = {k: float(v) for k, v in compared.items()}
+    else:
+        report_baselines = {}
     passed = all(g["passed"] for g in gates)
     report = {
         "family": family,
@@ -343,6 +367,7 @@ def promote_family(settings: Settings, family: str, *, progress: bool = False) -
             "rows": int(len(holdout)),
         },
         "gates": gates,
+        "baselines": report_baselines,
         "passed": passed,
         "at": _now(),
     }

@@ -184,3 +184,167 @@ def log_stage_plot(y: np.ndarray, proba: np.ndarray, classes: list[str]) -> None
     fig.subplots_adjust(left=0.2, right=0.97, bottom=0.2, top=0.93)
     mlflow.log_figure(fig, "plots/stage_confusion.png")
     plt.close(fig)
+
+
+# --- names and words a data scientist reads in the MLflow UI ---
+
+
+def month_end(snapshot: str) -> str:
+    """A snapshot's date is the first day after its month end (docs/contracts.md)."""
+    from datetime import date, timedelta
+
+    return (date.fromisoformat(snapshot[:10]) - timedelta(days=1)).isoformat()
+
+
+def data_window(lineage: dict[str, Any]) -> str:
+    """First training month end .. last test month end, e.g. `2024-01-31..2025-03-31`."""
+    splits = lineage.get("splits", {})
+    first = splits.get("train", {}).get("first_snapshot")
+    last = splits.get("test", {}).get("last_snapshot")
+    if not first or not last:
+        return "unknown window"
+    return f"{month_end(first)}..{month_end(last)}"
+
+
+def run_name(family: str, lineage: dict[str, Any], trials: int) -> str:
+    """`<family> <data window> <trials>`, e.g. `churn 2024-01-31..2025-03-31 20 trials`."""
+    return f"{family} {data_window(lineage)} {trials} trial{'s' if trials != 1 else ''}"
+
+
+def _split_words(lineage: dict[str, Any]) -> str:
+    parts = []
+    for split in ("train", "validation", "test"):
+        info = lineage.get("splits", {}).get(split, {})
+        if not info:
+            continue
+        first, last = month_end(info["first_snapshot"]), month_end(info["last_snapshot"])
+        span = first if first == last else f"{first} to {last}"
+        parts.append(f"{split} {span} ({info.get('rows', 0):,} rows)")
+    return "; ".join(parts)
+
+
+def result_words(family: str, logged: dict[str, float]) -> str:
+    """How the model did on the test split against the oracle and the trivial baselines."""
+
+    def figure(key: str) -> str:
+        value = logged.get(key)
+        return "n/a" if value is None or not np.isfinite(value) else f"{value:.3f}"
+
+    if family == "stage":
+        return (
+            f"test macro F1 {figure('test_macro_f1')} vs {figure('test_baseline_macro_f1')} for "
+            f"'stays in its stage'; log loss {figure('test_log_loss')}"
+            + (
+                f" vs {figure('test_baseline_log_loss')}"
+                if "test_baseline_log_loss" in logged
+                else ""
+            )
+        )
+    key = "auc" if family == "churn" else "mean_auc"
+    label = {"auc": "AUC", "mean_auc": "mean AUC"}[key]
+    words = f"test {label} {figure('test_' + key)} (a constant score: 0.500"
+    # Trivial baselines scored on the same test rows (`test_baseline_<name>_auc`), if logged.
+    for name in sorted(logged):
+        if name.startswith("test_baseline_") and name.endswith("auc"):
+            baseline = name.removeprefix("test_baseline_").removesuffix("_auc").strip("_")
+            words += f", {baseline.replace('_', ' ') or 'baseline'}: {figure(name)}"
+    words += ")"
+    if f"oracle_{key}" in logged:
+        words += (
+            f"; the simulator's oracle scores {figure('oracle_' + key)} on the same rows "
+            f"(the model {figure('test_' + key + '_oracle_rows')}, gap "
+            f"{figure('oracle_' + key + '_gap')})"
+        )
+    return words
+
+
+def run_description(
+    family: str,
+    feature_service: str,
+    n_features: int,
+    lineage: dict[str, Any],
+    *,
+    trials: int,
+    tuned: bool,
+    logged: dict[str, float],
+) -> str:
+    """The run's description (MLflow shows the `mlflow.note.content` tag as such)."""
+    return (
+        f"**{family}** on Feast feature service `{feature_service}` ({n_features} features).\n\n"
+        f"Data: {_split_words(lineage)}.\n\n"
+        f"Tuning: {trials} Optuna trial{'s' if trials != 1 else ''} (child runs), "
+        f"{'tuned parameters kept' if tuned else 'default parameters kept'}.\n\n"
+        f"Result: {result_words(family, logged)}."
+    )
+
+
+def version_description(
+    family: str, feature_service: str, lineage: dict[str, Any], logged: dict[str, float]
+) -> str:
+    """The registered version's description: what it was trained on and how it did."""
+    return (
+        f"Trained on {feature_service}, {_split_words(lineage)}. "
+        f"{result_words(family, logged)[0].upper()}{result_words(family, logged)[1:]}."
+    )
+
+
+def log_trials(
+    settings: Settings,
+    mlflow_client: Any,
+    experiment_id: str,
+    parent_run_id: str,
+    *,
+    family: str,
+    study_name: str | None,
+) -> int:
+    """Each Optuna trial of the study as a child run of `parent_run_id`: its parameters, its
+    score (`objective`, with the per-round values the pruner saw) and its state. Returns
+    the number of child runs."""
+    if not study_name:
+        return 0
+    import optuna
+    from mlflow.entities import Metric, Param, RunStatus
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.load_study(study_name=study_name, storage=settings.optuna_storage)
+    except KeyError:  # no such study: tuning did not run
+        return 0
+    done = optuna.trial.TrialState.COMPLETE
+    for trial in study.trials:
+        start = trial.datetime_start or trial.datetime_complete
+        end = trial.datetime_complete or start
+        start_ms = int(start.timestamp() * 1000) if start else None
+        run = mlflow_client.create_run(
+            experiment_id,
+            start_time=start_ms,
+            run_name=f"{family} trial {trial.number}",
+            tags={
+                "mlflow.parentRunId": parent_run_id,
+                "clm.family": family,
+                "optuna.study": study_name,
+                "optuna.trial": str(trial.number),
+                "optuna.state": trial.state.name.lower(),
+            },
+        )
+        stamp = start_ms or 0
+        metrics = [
+            Metric("objective_by_round", float(v), stamp, int(step))
+            for step, v in sorted(trial.intermediate_values.items())
+        ]
+        if trial.value is not None:
+            metrics.append(Metric("objective", float(trial.value), stamp, 0))
+        params = [Param(k, str(v)) for k, v in trial.params.items()]
+        # MLflow takes at most 1,000 metrics per batch.
+        for start_at in range(0, max(len(metrics), 1), 900):
+            mlflow_client.log_batch(
+                run.info.run_id,
+                metrics=metrics[start_at : start_at + 900],
+                params=params if start_at == 0 else [],
+            )
+        mlflow_client.set_terminated(
+            run.info.run_id,
+            RunStatus.to_string(RunStatus.FINISHED if trial.state == done else RunStatus.KILLED),
+            end_time=int(end.timestamp() * 1000) if end else None,
+        )
+    return len(study.trials)

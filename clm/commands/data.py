@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -30,7 +30,12 @@ def simulate(
         int, typer.Option("--seed", "-s", help="Random seed: the same seed gives the same bank.")
     ] = 7,
     scenario: Annotated[
-        str, typer.Option("--scenario", help="baseline or rate_shock.")
+        Literal["baseline", "rate_shock", "retail_purchases"],
+        typer.Option(
+            "--scenario",
+            help="baseline; rate_shock: a competitor's rate move part-way through; "
+            "retail_purchases: a transaction-only purchase log.",
+        ),
     ] = "baseline",
     shock_month: Annotated[
         int | None,
@@ -40,8 +45,17 @@ def simulate(
         ),
     ] = None,
     start_month: Annotated[
-        str, typer.Option("--start-month", help="First simulated month, YYYY-MM.")
+        str,
+        typer.Option("--start-month", metavar="YYYY-MM", help="First simulated month, YYYY-MM."),
     ] = "2024-01",
+    execute: Annotated[
+        int | None,
+        typer.Option(
+            "--execute",
+            help="Campaign id: rebuild the bank it was drawn on (same seed, more months) and "
+            "contact its treatment group (docs/campaigns.md).",
+        ),
+    ] = None,
 ) -> None:
     """Write the raw tables of a simulated retail bank (and its ground truth) under $CLM_HOME/raw."""
     state: State = ctx.obj
@@ -56,18 +70,20 @@ def simulate(
             scenario=scenario,
             shock_month=shock_month,
             start_month=start_month,
+            execute=execute,
         )
 
 
 def ingest(
     ctx: typer.Context,
     transactions: Annotated[
-        Path,
+        Path | None,
         typer.Option(
             "--transactions",
-            help="Transaction log, CSV or parquet (customer_id, timestamp, amount; more optional).",
+            help="Transaction log, CSV or parquet (customer_id, timestamp, amount; more optional). "
+            "Required except when only --contacts is given.",
         ),
-    ],
+    ] = None,
     customers: Annotated[
         Path | None,
         typer.Option(
@@ -81,12 +97,37 @@ def ingest(
             help="Product holdings, CSV or parquet (customer_id, product, opened_date[, closed_date]).",
         ),
     ] = None,
+    contacts: Annotated[
+        Path | None,
+        typer.Option(
+            "--contacts",
+            help="Who the bank's CRM contacted, CSV or parquet (customer_id, campaign_id, "
+            "contacted_at[, channel]). Alone: replaces only the contacts of the existing raw tables.",
+        ),
+    ] = None,
+    max_line_bytes: Annotated[
+        int,
+        typer.Option(
+            "--max-line-bytes",
+            min=1024,
+            help="Longest CSV line accepted, in bytes (default 1 MiB); a longer line is an error.",
+        ),
+    ] = 1 << 20,
 ) -> None:
-    """Import a bank's own data (README: 'A bank's own data') into the raw tables; all or nothing."""
+    """Import a bank's own data (docs/data-schema.md) into the raw tables; all or nothing.
+
+    With --transactions: a full load replacing every raw table. With only --contacts:
+    the CRM's contact log is added to (or replaced in) the existing raw tables.
+    """
     state: State = ctx.obj
     with user_errors():
         from features.ingest import run_ingest
 
         run_ingest(
-            state.settings, transactions=transactions, customers=customers, holdings=holdings
+            state.settings,
+            transactions=transactions,
+            customers=customers,
+            holdings=holdings,
+            contacts=contacts,
+            max_line_bytes=max_line_bytes,
         )

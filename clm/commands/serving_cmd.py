@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -19,7 +20,9 @@ def register(app: typer.Typer) -> None:
 def serve(
     ctx: typer.Context,
     port: Annotated[int, typer.Option("--port", "-p", help="HTTP port.")] = 3000,
-    host: Annotated[str, typer.Option("--host", help="Interface to bind.")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option("--host", metavar="HOST", help="Interface to bind.")
+    ] = "127.0.0.1",
 ) -> None:
     """Start the BentoML scoring service (needs CLM_API_KEYS; CLM_ADMIN_TOKEN for admin routes)."""
     state: State = ctx.obj
@@ -32,9 +35,36 @@ def serve(
 def score_batch(
     ctx: typer.Context,
     as_of: Annotated[
-        str, typer.Option("--as-of", help="Snapshot date, YYYY-MM-DD (the month end to score).")
+        str,
+        typer.Option(
+            "--as-of",
+            metavar="YYYY-MM-DD",
+            help="A month end: its snapshot is scored. Another day scores the latest month end "
+            "before it (with a warning).",
+        ),
     ],
-    out: Annotated[Path, typer.Option("--out", help="Output parquet file.")],
+    out: Annotated[Path, typer.Option("--out", help="Output file (parquet or CSV, --format).")],
+    output_format: Annotated[
+        Literal["parquet", "csv"],
+        typer.Option(
+            "--format",
+            help="parquet: the prediction log's columns with every feature; csv: the scores "
+            "only, sorted by --by, for spreadsheets.",
+        ),
+    ] = "parquet",
+    top: Annotated[
+        int | None,
+        typer.Option("--top", min=1, metavar="N", help="Only the N customers highest in --by."),
+    ] = None,
+    by: Annotated[
+        str,
+        typer.Option(
+            "--by",
+            metavar="FIELD",
+            help="The score to rank by: churn_probability, propensity_<product> or "
+            "stage_prob_<stage>.",
+        ),
+    ] = "churn_probability",
     compiled: Annotated[
         bool | None,
         typer.Option(
@@ -57,25 +87,74 @@ def score_batch(
     """Score every customer with the three champion models from the offline store."""
     state: State = ctx.obj
     with user_errors():
+        from serving.batch import parse_as_of
+
+        day = parse_as_of(as_of)
+        month_end = last_month_end(day)
+        if month_end != day:
+            say(
+                f"[yellow]warning:[/] --as-of {day} is not a month end: scoring the snapshot "
+                f"of {month_end} (or the latest one before it)"
+            )
         if engine is Engine.spark:
             from clm.errors import ClmError
             from serving.spark_batch import run_score_batch_spark
 
             if compiled:
                 raise ClmError("--compiled is for the default engine; Spark scores with LightGBM")
-            summary = run_score_batch_spark(state.settings, as_of=as_of, out=out)
+            summary = run_score_batch_spark(
+                state.settings,
+                as_of=as_of,
+                out=out,
+                output_format=output_format,
+                top=top,
+                by=by,
+            )
         else:
             from serving.batch import run_score_batch
 
-            summary = run_score_batch(state.settings, as_of=as_of, out=out, compiled=compiled)
+            summary = run_score_batch(
+                state.settings,
+                as_of=as_of,
+                out=out,
+                compiled=compiled,
+                output_format=output_format,
+                top=top,
+                by=by,
+            )
     fallback = {
         k: v
         for k, v in summary["compiled"].items()
         if v.startswith("lightgbm") and not v.endswith("not compiled yet")
     }
     for booster, why in fallback.items():
-        typer.echo(f"warning: {booster} scored by LightGBM, not compiled ({why})", err=True)
+        say(f"[yellow]warning:[/] {booster} scored by LightGBM, not compiled ({why})")
+    snapshot = snapshot_date(summary["snapshot_ts"])
     typer.echo(
-        f"scored {summary['rows']:,} customers at snapshot {summary['snapshot_ts']} "
-        f"with versions {summary['model_versions']} in {summary['seconds']} s -> {summary['out']}"
+        f"scored {summary['rows']:,} customers at the {snapshot} snapshot with "
+        f"{versions_text(summary['model_versions'])} in {summary['seconds']:.1f} s "
+        f"-> {summary['out']}"
     )
+
+
+def say(message: str) -> None:
+    """A line on stderr (rich markup), leaving stdout to the command's result."""
+    from rich.console import Console
+
+    Console(stderr=True).print(message, highlight=False, soft_wrap=True)
+
+
+def last_month_end(day: date) -> date:
+    """`day` itself when it ends its month, else the month end before it."""
+    following = day + timedelta(days=1)
+    return day if following.month != day.month else day.replace(day=1) - timedelta(days=1)
+
+
+def snapshot_date(snapshot_ts: str) -> date:
+    """A snapshot's timestamp is the first instant after its month end: name the month end."""
+    return (datetime.fromisoformat(snapshot_ts) - timedelta(microseconds=1)).date()
+
+
+def versions_text(versions: dict[str, str]) -> str:
+    """{"churn": "4", ...} -> "churn v4, propensity v2, stage v3"."""
+    return ", ".join(f"{family} v{version}" for family, version in versions.items())

@@ -492,3 +492,253 @@ def test_leftovers_of_a_killed_ingest_are_recovered(tmp_path: Path) -> None:
     )
     assert _hashes(settings.raw_dir) == before
     assert _siblings(settings) == ["raw"]
+
+
+# --------------------------------------------------------------------------- long lines
+
+
+def _peak_rss_mib(tmp_path: Path, csv_path: Path, max_line_bytes: int) -> tuple[float, str]:
+    """Peak RSS (MiB) and output of an ingest of `csv_path` run in its own process."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; from pathlib import Path; from clm.settings import Settings; "
+        "from features.ingest import IngestError, run_ingest\n"
+        "try:\n"
+        f"    run_ingest(Settings.load(home=Path({str(tmp_path / 'rss-ws')!r}), env={{}}), "
+        f"transactions=Path({str(csv_path)!r}), progress=False, max_line_bytes={max_line_bytes})\n"
+        "except IngestError as exc:\n"
+        "    print(exc)\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    assert child.stdout is not None
+    output = child.stdout.read()
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    assert child.returncode == 0, output
+    return usage.ru_maxrss / 1024, output  # ru_maxrss is in KiB on Linux
+
+
+@pytest.mark.parametrize("where", ["middle", "header"])
+def test_a_too_long_line_is_an_error_naming_it_in_bounded_memory(
+    tmp_path: Path, where: str
+) -> None:
+    """Issue 10 defect 3: a 64 MB line in the middle was silently dropped ("2 rows"); a
+    512 MB header line gave a `_csv.Error` traceback and took 3.2 GB. Here a 48 MiB line
+    against a 64 KiB limit: a precise error, and memory no higher than for a line just
+    over the limit (it never holds the line)."""
+    limit = 64 << 10
+
+    def write(path: Path, long_bytes: int) -> Path:
+        # In pieces: this process's own peak would count in the child's (forked) RSS.
+        with path.open("w") as out:
+            if where == "header":
+                out.write("customer_id,timestamp,amount,")
+            else:
+                out.write("customer_id,timestamp,amount\n1,2024-01-01,1\n2,2024-01-02,")
+            for start in range(0, long_bytes, 1 << 20):
+                out.write("9" * min(1 << 20, long_bytes - start))
+            out.write("\n1,2024-01-01,1\n2,2024-01-02,2\n")
+        return path
+
+    line = 1 if where == "header" else 3
+    small_rss, small_out = _peak_rss_mib(tmp_path, write(tmp_path / "s.csv", limit + 10), limit)
+    big_rss, big_out = _peak_rss_mib(tmp_path, write(tmp_path / "big.csv", 48 << 20), limit)
+    for path, out in (("s.csv", small_out), ("big.csv", big_out)):
+        assert f"{path}, line {line}: line longer than 65,536 bytes" in out, out
+        assert "--max-line-bytes" in out and "Traceback" not in out
+    assert big_rss < small_rss + 24, (small_rss, big_rss)
+    assert not (tmp_path / "rss-ws" / "raw").exists()
+
+
+def test_a_long_line_within_a_raised_limit_is_read(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    note = "n" * (3 << 20)  # longer than DuckDB's default 2 MB line
+    text = f"customer_id,timestamp,amount,note\n1,2024-01-01,1,{note}\n2,2024-01-02,2,\n"
+    path = _csv(tmp_path / "t.csv", text)
+    assert "line 2: line longer than 1,048,576 bytes" in _rejected(settings, transactions=path)
+    summary = run_ingest(settings, transactions=path, progress=False, max_line_bytes=4 << 20)
+    assert summary["rows"]["transactions"] == 2
+
+
+def test_rows_after_quoted_line_breaks_and_blank_lines_name_their_file_line(
+    tmp_path: Path,
+) -> None:
+    """Issue 10 defect 10: after a quoted value spanning lines, the reported line was the
+    row number + 1. Blank lines (skipped by the reader) move rows down as well."""
+    text = (
+        "customer_id,timestamp,amount,note\n"  # 1
+        '1,2024-01-01,1,"two\n'  # 2
+        'lines"\n'  # 3
+        "\n"  # 4
+        "2,2024-01-02,oops,\n"  # 5
+        '3,2024-01-03,1,"with\n'  # 6
+        "\n"  # 7: blank, inside the value
+        'a blank line"\n'  # 8
+        "\n"  # 9
+        "4,2024-01-04,bad,\n"  # 10
+    )
+    message = _rejected(_settings(tmp_path), transactions=_csv(tmp_path / "q.csv", text))
+    assert "q.csv, row 2 (line 5), column 'amount': 'oops'" in message
+    assert "q.csv, row 4 (line 10), column 'amount': 'bad'" in message
+    # A record the reader cannot split is named by its line too, not by its record count.
+    text = 'customer_id,timestamp,amount,note\n1,2024-01-01,1,"a\nb"\n2,2024-01-02,1,x,y\n'
+    message = _rejected(_settings(tmp_path), transactions=_csv(tmp_path / "r.csv", text))
+    assert "r.csv, line 4: malformed CSV record" in message
+
+
+# --------------------------------------------------------------------------- lenient casts
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "what"),
+    [
+        ("timestamp", "2024-01-01 10:00:00+25:00", "is not a timestamp"),
+        ("timestamp", "2024-01-01T10:00:00+14:30", "is not a timestamp"),
+        ("timestamp", "2024-01-01 10:00:00 Europe/Paris", "is not a timestamp"),
+        ("timestamp", "2024-01-01T10:00:00America/New_York", "is not a timestamp"),
+        ("amount", "1_000", "is not a number"),
+        ("amount", "0x10", "is not a number"),
+        ("customer_id", "a\x00b", "contains a control character"),
+        ("customer_id", "a\tb", "contains a control character"),
+    ],
+)
+def test_values_duckdb_would_misread_are_rejected(
+    tmp_path: Path, column: str, value: str, what: str
+) -> None:
+    """Issue 10 defect 10: `+25:00` and zone names were taken as offsets (shifting the
+    instant), `1_000` was 1000, and a NUL went into an id."""
+    row = {"customer_id": "1", "timestamp": "2024-01-01", "amount": "1"} | {column: value}
+    text = "customer_id,timestamp,amount\n" + ",".join(row.values()) + "\n"
+    message = _rejected(_settings(tmp_path), transactions=_csv(tmp_path / "t.csv", text))
+    assert f"t.csv, row 1 (line 2), column '{column}': " in message
+    assert f"{value!r} {what}" in message
+
+
+def test_offsets_up_to_14_hours_and_plain_numbers_are_accepted(tmp_path: Path) -> None:
+    text = """
+customer_id,timestamp,amount
+1,2024-01-01T10:00:00+14:00,1e3
+2,2024-01-01T10:00:00-0530,-.5
+3,2024-01-01 10:00Z,+12.
+"""
+    settings = _settings(tmp_path)
+    _ingest(settings, transactions=_csv(tmp_path / "t.csv", text))
+    rows = {r["customer_id"]: r for r in _transactions(settings).to_pylist()}
+    assert rows["1"]["timestamp"] == datetime(2023, 12, 31, 20, tzinfo=UTC)
+    assert rows["2"]["timestamp"] == datetime(2024, 1, 1, 15, 30, tzinfo=UTC)
+    assert [rows[c]["amount"] for c in "123"] == [1000.0, -0.5, 12.0]
+
+
+def test_messages_name_the_path_given_not_a_symlinks_target(tmp_path: Path) -> None:
+    target = _csv(tmp_path / "export-2024-12-01.csv", "customer_id,timestamp,amount\n1,x,1\n")
+    link = tmp_path / "latest.csv"
+    link.symlink_to(target)
+    message = _rejected(_settings(tmp_path), transactions=link)
+    assert f"{link}, row 1 (line 2), column 'timestamp'" in message
+    assert "export-2024-12-01" not in message
+
+
+def test_transaction_only_ingest_says_which_optional_tables_are_absent(tmp_path: Path) -> None:
+    """Issue 11: a bank with only customer_id, timestamp, amount gets through `clm ingest`
+    and is told what the missing tables cost."""
+    from typer.testing import CliRunner
+
+    from clm.cli import app
+
+    txn = _csv(tmp_path / "t.csv", MANDATORY)
+    home = tmp_path / "ws"
+    result = CliRunner().invoke(app, ["--home", str(home), "ingest", "--transactions", str(txn)])
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert "absent: customers table (optional) - customer attributes" in output
+    assert "absent: holdings table (optional) - product features are missing, propensity" in output
+    meta = json.loads((home / "raw" / "meta.json").read_text())
+    assert set(meta["absent"]) == {"customers", "holdings", "contacts"}
+    assert meta["rows"] == {"transactions": 3, "customers": 2}
+
+    holdings = _csv(
+        tmp_path / "h.csv", "customer_id,product,opened_date\n00042,current_account,2020-01-01\n"
+    )
+    summary = _ingest(Settings.load(home=home, env={}), transactions=txn, holdings=holdings)
+    assert set(summary["absent"]) == {"customers", "contacts"}
+
+
+# --------------------------------------------------------------------------- contacts
+
+CONTACTS = """
+customer_id,campaign_id,contacted_at,channel
+00042,12,2024-02-01T10:00:00+01:00,Call
+7,12,2024-02-02,
+"""
+
+
+def test_contacts_in_a_full_load_are_validated_like_the_other_tables(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    txn = _csv(tmp_path / "t.csv", MANDATORY)
+    summary = _ingest(settings, transactions=txn, contacts=_csv(tmp_path / "c.csv", CONTACTS))
+    assert summary["rows"]["contacts"] == 2 and "contacts" not in summary["absent"]
+    table = pq.read_table(settings.raw_dir / "contacts.parquet")
+    assert table.schema.field("contacted_at").type == pa.timestamp("us", tz="UTC")
+    assert table.to_pylist() == [
+        {
+            "customer_id": "00042",
+            "campaign_id": "12",
+            "contacted_at": datetime(2024, 2, 1, 9, tzinfo=UTC),
+            "channel": "call",
+        },
+        {
+            "customer_id": "7",
+            "campaign_id": "12",
+            "contacted_at": datetime(2024, 2, 2, tzinfo=UTC),
+            "channel": None,
+        },
+    ]
+    bad = _csv(
+        tmp_path / "bad.csv",
+        "customer_id,campaign_id,contacted_at\n00042,,2024-02-01\n99,12,2024-02-31\n",
+    )
+    message = _rejected(_settings(tmp_path / "b"), transactions=txn, contacts=bad)
+    assert "bad.csv, row 1 (line 2), column 'campaign_id': campaign id is empty" in message
+    assert (
+        "bad.csv, row 2 (line 3), column 'contacted_at': '2024-02-31' is not a timestamp" in message
+    )
+    assert (
+        "bad.csv, row 2 (line 3), column 'customer_id': customer '99' is not in the transactions file"
+        in message
+    )
+
+
+def test_contacts_alone_replace_only_the_contacts_of_the_raw_tables(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    contacts = _csv(tmp_path / "c.csv", CONTACTS)
+    with pytest.raises(IngestError, match="no raw tables"):
+        _ingest(settings, contacts=contacts)
+    with pytest.raises(IngestError, match="full load"):
+        _ingest(settings, holdings=contacts)
+
+    _ingest(settings, transactions=_csv(tmp_path / "t.csv", MANDATORY))
+    before = _hashes(settings.raw_dir)
+    assert _ingest(settings, contacts=contacts)["rows"] == {"contacts": 2}
+    after = _hashes(settings.raw_dir)
+    assert set(after) == set(before) | {"contacts.parquet"}
+    assert {k: v for k, v in after.items() if k not in ("contacts.parquet", "meta.json")} == {
+        k: v for k, v in before.items() if k != "meta.json"
+    }
+    meta = json.loads((settings.raw_dir / "meta.json").read_text())
+    assert meta["rows"]["contacts"] == 2 and "contacts" not in meta["absent"]
+    assert meta["rows"]["transactions"] == 3
+
+    # A contact of a customer the workspace does not have: rejected, nothing changes.
+    bad = _csv(tmp_path / "bad.csv", "customer_id,campaign_id,contacted_at\nC404,12,2024-02-01\n")
+    message = _rejected(settings, contacts=bad)
+    assert (
+        "bad.csv, row 1 (line 2), column 'customer_id': customer 'C404' is not in the workspace's customers"
+        in message
+    )
+    assert _hashes(settings.raw_dir) == after
+    assert _siblings(settings) == ["raw"]

@@ -295,3 +295,57 @@ def test_label_positives_match_the_simulators_ground_truth(feature_settings: Set
     ours = {k: int(lab[k].sum()) for k in meta["oracle_positives"]}
     assert ours == meta["oracle_positives"]
     assert ours["churn_90d"] > 0
+
+
+def _write_transactions(raw: Path, rows: list[tuple[str, str, float]]) -> None:
+    raw.mkdir(parents=True, exist_ok=True)
+    frame = pd.DataFrame(rows, columns=["customer_id", "timestamp", "amount"])
+    frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True).astype("datetime64[us, UTC]")
+    frame.to_parquet(raw / "transactions.parquet", index=False)
+
+
+def test_history_features_and_missing_is_not_zero(tmp_path: Path) -> None:
+    """A transaction-only log: whole-history features by hand, and nobody `churned` on an
+    unknown balance (missing is not zero), nor flagged for a large outflow."""
+    s = _settings(tmp_path)
+    _write_transactions(
+        s.raw_dir,
+        [
+            # A: transaction days Jan 5 (twice), Jan 15, Feb 4, then silence.
+            ("A", "2024-01-05 09:00", 10.0),
+            ("A", "2024-01-05 17:00", 30.0),
+            ("A", "2024-01-15 12:00", -20.0),
+            ("A", "2024-02-04 08:00", 40.0),
+            # B: one purchase, then a purchase nine months later (the period's end).
+            ("B", "2024-01-10 10:00", 50.0),
+            ("B", "2024-10-20 10:00", 90_000.0),
+        ],
+    )
+    run_build(s, progress=False)
+    f = _features(s).set_index(["customer_id", "event_timestamp"])
+    a = f.loc[("A", pd.Timestamp("2024-03-01", tz="UTC"))]
+    # Days Jan 5, Jan 15, Feb 4: x = 2 repeat days, t_x = 30, T = 56, gaps 10 and 20.
+    assert a["history_frequency"] == 2
+    assert a["history_recency_days"] == 30
+    assert a["history_age_days"] == 56
+    assert a["gap_mean_days"] == 15
+    assert a["gap_std_days"] == pytest.approx(5.0)
+    assert a["days_since_last_over_gap"] == pytest.approx(26 / 15)
+    assert a["monetary_mean"] == pytest.approx(100 / 4)
+    assert a["txn_per_txn_day"] == pytest.approx(4 / 3)
+    assert a["history_txn_days_per_30d"] == pytest.approx(2 * 30 / 56)
+    assert a["history_recency_share"] == pytest.approx(30 / 56)
+    # At the first snapshot only January is visible: one gap, no spread yet.
+    a1 = f.loc[("A", pd.Timestamp("2024-02-01", tz="UTC"))]
+    assert a1["history_frequency"] == 1 and a1["gap_mean_days"] == 10
+    assert pd.isna(a1["gap_std_days"])
+    b = f.loc[("B", pd.Timestamp("2024-10-01", tz="UTC"))]
+    assert b["history_frequency"] == 0 and b["history_recency_days"] == 0
+    assert pd.isna(b["gap_mean_days"]) and pd.isna(b["days_since_last_over_gap"])
+    # Missing is not zero: 260 days without a transaction and no balance table is
+    # dormant, never churned; the outflow flag is unknown, not 0.
+    assert b["days_since_last_txn"] > 180
+    assert STAGES[int(b["stage_code"])] == "dormant"
+    assert "churned" not in {STAGES[int(c)] for c in f["stage_code"]}
+    assert f["large_outflow_flag"].isna().all()
+    assert f["deposit_maturing_flag"].isna().all() and f["app_quiet_flag"].isna().all()

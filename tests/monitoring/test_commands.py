@@ -61,14 +61,16 @@ def test_drift_on_a_batch_file_writes_json_and_evidently_and_exits_on_red(
 
     settings, batch = monitored
     code = run_drift(settings, model="churn", window=None, current=batch, progress=False)
-    summaries = sorted(settings.reports_dir.glob("drift/*/churn-drift.json"))
+    summaries = sorted(settings.reports_dir.glob("drift/*/churn-drift-*.json"))
     summary = json.loads(summaries[-1].read_text())
     assert code == (1 if summary["verdict"] == "red" else 0)
     assert summary["current"]["kind"] == "batch" and summary["rows"]["current"] > 1000
     assert {r["name"] for r in summary["scores"]} == {"churn_probability"}
     assert len(summary["features"]) > 20
     assert {s["segment"] for s in summary["segments"]} == {"value_tier", "stage"}
-    assert (summaries[-1].parent / "churn-evidently.html").stat().st_size > 10_000
+    (evidently,) = summaries[-1].parent.glob("churn-evidently-*.html")
+    assert evidently.stat().st_size > 10_000
+    assert summary["reasons"] and summary["reasons"][0].split(":")[0] == summary["verdict"].upper()
 
     # The same batch with one input broken (amounts in cents): red, named, exit code 1.
     broken = pd.read_parquet(batch)
@@ -82,7 +84,7 @@ def test_drift_on_a_batch_file_writes_json_and_evidently_and_exits_on_red(
     broken.to_parquet(path, index=False)
     assert run_drift(settings, model="churn", window=None, current=path, progress=False) == 1
     latest = json.loads(
-        sorted(settings.reports_dir.glob("drift/*/churn-drift.json"))[-1].read_text()
+        sorted(settings.reports_dir.glob("drift/*/churn-drift-*.json"))[-1].read_text()
     )
     assert any(feature[2:] in reason for reason in latest["red_reasons"])
 
@@ -99,7 +101,7 @@ def test_drift_performance_and_report_over_the_log(monitored: tuple[Settings, Pa
     verdicts = []
     for family in ("churn", "propensity", "stage"):
         summary = json.loads(
-            sorted(settings.reports_dir.glob(f"drift/*/{family}-drift.json"))[-1].read_text()
+            sorted(settings.reports_dir.glob(f"drift/*/{family}-drift-*.json"))[-1].read_text()
         )
         assert summary["current"]["kind"] == "prediction_log" and summary["scores"]
         verdicts.append(summary["verdict"])
@@ -108,7 +110,7 @@ def test_drift_performance_and_report_over_the_log(monitored: tuple[Settings, Pa
 
     code = run_performance(settings, model="churn", progress=False)
     perf = json.loads(
-        sorted(settings.reports_dir.glob("performance/*/churn-performance.json"))[-1].read_text()
+        sorted(settings.reports_dir.glob("performance/*/churn-performance*.json"))[-1].read_text()
     )
     assert code == int(perf["verdict"] == "red")
     # Only the older snapshot's predictions have matured outcomes.
@@ -131,3 +133,36 @@ def test_drift_performance_and_report_over_the_log(monitored: tuple[Settings, Pa
     experiment = client.get_experiment_by_name(settings.mlflow.monitoring_experiment)
     runs = client.search_runs([experiment.experiment_id])
     assert {"drift", "performance", "report"} <= {r.data.tags.get("clm.monitor") for r in runs}
+
+
+def test_backtest_report_uses_snapshot_dates_estimates_auc_and_draws_charts(
+    monitored: tuple[Settings, Path],
+) -> None:
+    """Item 6: batch files dated by their snapshot (not wall-clock) give matured performance;
+    item 5: the AUC estimated from scores alone is reconciled with the realised one;
+    item 4: the page carries its charts, date-stamped, self-contained, without ids."""
+    from monitoring.backtest import snapshot_of
+    from monitoring.report import run_report
+
+    settings, _ = monitored
+    # The fixture's two batch files, named by snapshot date (another test adds broken.parquet).
+    files = sorted((settings.home / "batches").glob("20*.parquet"))
+    assert len(files) == 2
+    assert [f"{snapshot_of(f):%Y-%m-%d}" for f in files] == [f.stem for f in files]
+    code = run_report(settings, model="churn", period=None, scores=files, progress=False)
+    (path,) = sorted(settings.reports_dir.glob("risk/churn-back-test-*.html"))
+    assert re.search(r"churn-back-test-.*-\d{8}T\d{6}Z\.html$", path.name)
+    summary = json.loads(path.with_suffix(".json").read_text())
+    assert code == int(summary["verdict"] == "red")
+    performance = summary["performance"]
+    assert performance["backtest"] and performance["matured_predictions"] > 1000
+    months = performance["estimates"][0]["by_month"]
+    older, newer = months[0], months[-1]
+    assert older["month"] == files[0].stem[:7]
+    # The older snapshot's outcomes are known: estimate and realised side by side.
+    assert older["status"] == "matured" and abs(older["difference"]) <= 0.05, months
+    # The latest snapshot's have not happened: an estimate only, a plausible one.
+    assert newer["status"].startswith("estimated") and 0.6 < newer["estimated_auc"] < 1.0
+    text = path.read_text()
+    assert text.count("<svg") >= 4 and "estimated before outcomes" in text
+    assert not re.search(r"C\d{7}", text) and "<script" not in text

@@ -35,9 +35,13 @@ def test_unknown_share_is_read_from_the_log_and_can_turn_red(tmp_path: Path) -> 
     write_log(settings, known=300, unknown=30)
 
     frame, window = inputs.read_prediction_log(settings, window="30d")
-    # Only scored rows are compared: unknown rows carry no scores or features.
-    assert len(frame) == 303 and frame["churn_probability"].notna().all()
+    # Only scored production rows are compared: unknown rows carry no scores or features,
+    # and the /score_features rows are counted apart (defect 2).
+    assert len(frame) == 300 and frame["churn_probability"].notna().all()
     assert not frame["customer_id"].str.startswith("X").any()
+    everything, _ = inputs.read_prediction_log(settings, window="30d", traffic="all")
+    assert len(everything) == 303
+    assert inputs.traffic_counts(settings, window)["score_features"] == 3
     assert inputs.unknown_customers(settings, window) == (330, 30)
 
     rng = np.random.default_rng(0)
@@ -63,5 +67,5 @@ def test_a_log_without_status_reports_no_unknown_share(tmp_path: Path) -> None:
     for path in settings.predictions_dir.glob("date=*/*.parquet"):
         pd.read_parquet(path).drop(columns=["status"]).to_parquet(path, index=False)
     frame, window = inputs.read_prediction_log(settings, window="30d")
-    assert len(frame) == 8
+    assert len(frame) == 5
     assert inputs.unknown_customers(settings, window) is None

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from clm.settings import Settings
-from serving.batch import BatchError, run_score_batch
+from serving.batch import SNAPSHOT_KEY, BatchError, run_score_batch
 from serving.spark_batch import run_score_batch_spark
 from tests.spark.conftest import with_test_spark
 
@@ -55,6 +55,7 @@ def test_spark_scores_equal_the_default_engine(
         else:
             assert x.tolist() == y.tolist(), column
     assert len(set(b["request_id"].to_pylist())) == 1
+    assert b.schema.metadata[SNAPSHOT_KEY.encode()] == ours["snapshot_ts"].encode()
 
 
 def test_spark_batch_refuses_a_date_before_the_data(

@@ -66,27 +66,36 @@ def _version_tags(settings: Settings, version: str) -> dict[str, str]:
 def test_gates_promotion_and_rollback(registry_settings: Settings, churn_set) -> None:  # type: ignore[no-untyped-def]
     import copy
 
+    from clm.mlflow_access import client
     from training.pipeline import train_family
     from training.registry import PromotionGateFailed, RegistryError, run_promote, run_rollback
 
     settings = registry_settings
-    # v1: a model without signal becomes champion (there was none).
-    assert train_family(settings, _shuffled(churn_set, 1), trials=0, progress=False) == "1"
-    assert _aliases(settings) == ("1", "1")
-    run_promote(settings, model="churn")  # challenger is champion already: nothing to do
-    assert _aliases(settings) == ("1", "1")
+    # v1: a deliberately useless first version (no signal) is NOT made champion: it fails
+    # its baselines on the test split; the failed gate is in its tags and in the result.
+    first = train_family(settings, _shuffled(churn_set, 1), trials=0, progress=False)
+    assert first.version == "1" and not first.champion
+    assert "beats_recency" in {g["gate"] for g in first.failed_gates}
+    assert first.baselines["recency_auc"] > first.test["auc"]
+    assert "bgnbd_auc" in first.baselines
+    assert _aliases(settings) == (None, "1")
+    tags = _version_tags(settings, "1")
+    assert json.loads(tags["clm.baseline_gates"])["beats_recency"] is False
+    assert "days-since-last-transaction" in tags["clm.baseline_failed"]
+    # Promotion applies the same baseline gates: still no champion.
+    with pytest.raises(PromotionGateFailed, match="days-since-last-transaction"):
+        run_promote(settings, model="churn")
+    assert _aliases(settings) == (None, "1")
 
-    # v2: the real model beats it on the holdout and in every segment -> promoted.
-    assert train_family(settings, churn_set, trials=0, progress=False) == "2"
-    assert _aliases(settings) == ("1", "2")
-    run_promote(settings, model="churn")
-    assert _aliases(settings) == ("2", None)
-    tags = _version_tags(settings, "2")
-    assert tags["clm.promotion.status"] == "passed"
-    assert all(json.loads(tags["clm.promotion.gates"]).values())
+    # v2: the real model beats its baselines -> champion at once (there was none).
+    second = train_family(settings, churn_set, trials=0, progress=False)
+    assert second.version == "2" and second.champion and not second.failed_gates
+    assert _aliases(settings) == ("2", "2")
+    run_promote(settings, model="churn")  # challenger is champion already: nothing to do
+    assert _aliases(settings) == ("2", "2")
 
     # v3: shuffled labels again -> the primary-metric gate fails, champion unchanged, exit 1.
-    assert train_family(settings, _shuffled(churn_set, 2), trials=0, progress=False) == "3"
+    assert train_family(settings, _shuffled(churn_set, 2), trials=0, progress=False).version == "3"
     with pytest.raises(PromotionGateFailed, match="auc") as failed:
         run_promote(settings, model="churn")
     assert failed.value.exit_code == 1
@@ -95,13 +104,15 @@ def test_gates_promotion_and_rollback(registry_settings: Settings, churn_set) ->
     assert tags["clm.promotion.status"] == "failed"
     gates = json.loads(tags["clm.promotion.gates"])
     assert gates["auc_improves"] is False and gates["features_match_service"] is True
+    assert gates["beats_recency"] is False
     reports = list((settings.reports_dir / "promotion").glob("churn-v3-*.md"))
     assert reports and "REJECTED" in reports[0].read_text()
+    assert "recency_auc" in reports[0].read_text()
 
     # v4: fewer features than the service serves -> the feature-list gate fails.
     fewer = copy.copy(churn_set)
     fewer.features = churn_set.features[:-3]
-    assert train_family(settings, fewer, trials=0, progress=False) == "4"
+    assert train_family(settings, fewer, trials=0, progress=False).version == "4"
     with pytest.raises(PromotionGateFailed, match="feature list differs"):
         run_promote(settings, model="churn")
     assert _aliases(settings)[0] == "2"
@@ -110,17 +121,20 @@ def test_gates_promotion_and_rollback(registry_settings: Settings, churn_set) ->
         is False
     )
 
-    # Rollback: champion goes back to v1 and the move is recorded; nothing before v1.
-    run_rollback(settings, model="churn")
-    assert _aliases(settings)[0] == "1"
-    from clm.mlflow_access import client
-
-    model_tags = client(settings).get_registered_model("clm-churn").tags
-    assert json.loads(model_tags["clm.rollbacks"])[-1]["from"] == "2"
-    assert json.loads(model_tags["clm.champion_history"]) == ["1"]
-    assert "clm.rolled_back_at" in _version_tags(settings, "2")
+    # Rollback: nothing before v2; after an alias moved by hand to v4, back to v2, recorded.
     with pytest.raises(RegistryError, match="no previous champion"):
         run_rollback(settings, model="churn")
+    client(settings).set_registered_model_alias("clm-churn", "champion", "4")
+    run_rollback(settings, model="churn")
+    assert _aliases(settings)[0] == "2"
+    model_tags = client(settings).get_registered_model("clm-churn").tags
+    assert json.loads(model_tags["clm.rollbacks"])[-1] == {
+        "from": "4",
+        "to": "2",
+        "at": json.loads(model_tags["clm.rollbacks"])[-1]["at"],
+    }
+    assert json.loads(model_tags["clm.champion_history"]) == ["2"]
+    assert "clm.rolled_back_at" in _version_tags(settings, "4")
 
 
 def test_segment_gate_catches_a_regression_in_one_tier(
@@ -145,7 +159,7 @@ def test_segment_gate_catches_a_regression_in_one_tier(
     booster, _ = fit(task, churn_set.features, {}, seed=1)
     manifest = {
         "family": "churn",
-        "feature_service": "churn_v1",
+        "feature_service": "churn_v2",
         "features": churn_set.features,
         "boosters": {"churn": "model.lgb"},
     }
