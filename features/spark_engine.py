@@ -275,6 +275,9 @@ def run_build_spark(settings: Settings, progress: bool = True) -> dict:
             # DuckDB's lenient semantics where they differ from ANSI Spark (an index past a
             # list's end is NULL, not an error); the SQL guards its own divisions.
             spark.conf.set("spark.sql.ansi.enabled", "false")
+            # Feast's Spark offline store turns this on in the session it shares with us:
+            # `name` would then be a column regex, not a quoted identifier.
+            spark.conf.set("spark.sql.parser.quotedRegexColumnNames", "false")
             con = SparkSql(spark)
             step(1)
             raw = pipeline._discover(con, raw_dir)

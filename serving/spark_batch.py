@@ -146,7 +146,13 @@ def run_score_batch_spark(
     path = feature_table_path(settings)
     if not path.exists():
         raise BatchError(f"{path} does not exist; run `clm features build` first")
-    models = load_champions(settings)
+    with step_progress("reading the feature snapshots in Spark", None, progress, transient=True):
+        spark = spark_session(settings)
+        features = spark.read.parquet(path.as_posix())
+        # A date before the data fails here, before the champions load (~10 s).
+        snapshot = snapshot_for(as_of, _snapshots(features))
+    with step_progress("loading the champion models", None, progress, transient=True):
+        models = load_champions(settings)
     missing = [c for c in models.union if c not in pq.read_schema(path).names]
     if missing:
         raise BatchError(f"{path} lacks feature columns {missing[:5]}; rebuild the features")
@@ -156,9 +162,6 @@ def run_score_batch_spark(
     bands = risk_bands(settings.serving)
     select = output_format != "parquet" or top is not None or by != "churn_probability"
     with step_progress("scoring in Spark", None, progress, transient=True):
-        spark = spark_session(settings)
-        features = spark.read.parquet(path.as_posix())
-        snapshot = snapshot_for(as_of, _snapshots(features))
         rows = features.where(F.unix_micros(TIMESTAMP_FIELD) == int(snapshot.timestamp() * 1e6))
         rows = rows.select(ENTITY_KEY, *models.union)
         if rows.limit(1).count() == 0:
