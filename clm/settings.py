@@ -151,10 +151,20 @@ class FeatureSettings(_Section):
     registry_postgres: str = "postgresql+psycopg://postgres@127.0.0.1:5432/clm_feast"
     # Feast project: names the registry entries, SQLite tables and Redis keys.
     project: str = Field("clm", pattern=r"^[a-z][a-z0-9_]*$")
+    # Feast's offline store (training sets, materialization): null = by profile, DuckDB
+    # (embedded) or Spark (production; settings.spark says where it runs).
+    offline_store: Literal["duckdb", "spark"] | None = None
     # Memory the feature build's DuckDB may use before it spills to disk.
     duckdb_memory_limit: str = Field(
         "6GB", pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$"
     )
+
+    @property
+    def offline_engine(self) -> str:
+        """The offline store in use: `offline_store`, else DuckDB (embedded) or Spark (production)."""
+        if self.offline_store:
+            return self.offline_store
+        return "spark" if self.profile == "production" else "duckdb"
 
 
 class CampaignSettings(_Section):

@@ -10,6 +10,7 @@ start a JVM or import pyspark.
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,11 +19,11 @@ from clm import atomic
 from clm.errors import ClmError
 
 if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
+    from pyspark.sql import DataFrame, SparkSession
 
     from clm.settings import Settings
 
-__all__ = ["SparkError", "spark_conf", "spark_session", "stop_spark"]
+__all__ = ["SparkError", "spark_conf", "spark_session", "stop_spark", "write_single_parquet"]
 
 # Spark's and Hadoop's INFO lines (thousands per job) drown a command's own output.
 LOG4J2 = """\
@@ -94,12 +95,20 @@ def spark_session(settings: Settings) -> SparkSession:
     for key, value in spark_conf(settings).items():
         builder = builder.config(key, value)
     try:
-        return builder.getOrCreate()
+        session = builder.getOrCreate()
     except Exception as exc:  # Py4J / JVM start-up failures carry Java's own message
         raise SparkError(
             f"cannot start Spark (master {settings.spark.master!r}): {exc}; Spark needs Java 17 "
             "(JAVA_HOME) and a reachable master (spark.master in mlflow.yaml)"
         ) from exc
+    if (
+        settings.spark.master.startswith("local")
+        and "spark.pyspark.python" not in settings.spark.conf
+    ):
+        # PySpark starts Python workers with $PYSPARK_PYTHON or `python3` (the system's, without
+        # LightGBM or pyarrow), whatever spark.pyspark.python says: point them at this venv.
+        session.sparkContext.pythonExec = sys.executable
+    return session
 
 
 def stop_spark() -> None:
@@ -111,3 +120,29 @@ def stop_spark() -> None:
     active = SparkSession.getActiveSession()
     if active is not None:
         active.stop()
+
+
+def write_single_parquet(
+    df: DataFrame, staging: Path, target: Path, metadata: dict[str, str] | None = None
+) -> None:
+    """Write `df` (already sorted) with Spark's parallel writers into `staging`, then join its
+    part files, in order, into the one parquet file at `target` that the embedded engine's
+    readers expect (Feast's file source, batch scoring). Row groups are copied one at a time:
+    memory stays at one row group however big the table. `metadata`: the file's key-value
+    metadata."""
+    import pyarrow.parquet as pq
+
+    parts_dir = staging / f"{target.name}.parts"
+    df.write.mode("overwrite").option("compression", "zstd").parquet(parts_dir.as_posix())
+    parts = sorted(parts_dir.glob("part-*.parquet"))
+    if not parts:
+        raise SparkError(f"{parts_dir}: Spark wrote no part files")
+    schema = pq.read_schema(parts[0]).remove_metadata()
+    if metadata:
+        schema = schema.with_metadata(metadata)
+    with pq.ParquetWriter(target, schema, compression="zstd") as writer:
+        for part in parts:
+            file = pq.ParquetFile(part)
+            for i in range(file.num_row_groups):
+                writer.write_table(file.read_row_group(i).cast(schema))
+    shutil.rmtree(parts_dir)

@@ -246,14 +246,16 @@ def view_name(group: str) -> str:
     return f"customer_{group}"
 
 
-def feast_objects(feature_path: str) -> dict[str, object]:
-    """The Feast definitions over the feature table at `feature_path`, by object name.
+def feast_objects(feature_path: str, offline_store: str = "duckdb") -> dict[str, object]:
+    """The Feast definitions over the feature table at `feature_path`, by object name; the
+    source is a file source, or a Spark source for Feast's Spark offline store.
 
     Imported lazily (Feast is heavy); features/definitions.py exposes them to `feast` commands.
     """
     from datetime import timedelta
 
     from feast import Entity, FeatureService, FeatureView, Field, FileSource, PushSource, ValueType
+    from feast.data_source import DataSource
     from feast.types import Float64
 
     customer = Entity(
@@ -262,12 +264,27 @@ def feast_objects(feature_path: str) -> dict[str, object]:
         value_type=ValueType.STRING,
         description="A retail bank customer (string id, e.g. C0000042).",
     )
-    source = FileSource(
-        name="customer_features_source",
-        path=feature_path,
-        timestamp_field=TIMESTAMP_FIELD,
-        description="Monthly snapshot feature table built by `clm features build`.",
-    )
+    description = "Monthly snapshot feature table built by `clm features build`."
+    source: DataSource
+    if offline_store == "spark":
+        from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import (
+            SparkSource,
+        )
+
+        source = SparkSource(
+            name="customer_features_source",
+            path=feature_path,
+            file_format="parquet",
+            timestamp_field=TIMESTAMP_FIELD,
+            description=description,
+        )
+    else:
+        source = FileSource(
+            name="customer_features_source",
+            path=feature_path,
+            timestamp_field=TIMESTAMP_FIELD,
+            description=description,
+        )
     push = PushSource(name=PUSH_SOURCE, batch_source=source)
     objects: dict[str, object] = {
         "customer": customer,

@@ -10,7 +10,9 @@ from clm.settings import Settings
 from features.catalog import FEATURE_FILE, feast_objects
 
 _settings = Settings.load()
-_objects = feast_objects((_settings.feature_dir / FEATURE_FILE).as_posix())
+_objects = feast_objects(
+    (_settings.feature_dir / FEATURE_FILE).as_posix(), _settings.features.offline_engine
+)
 
 customer = _objects["customer"]
 customer_features_source = _objects["customer_features_source"]

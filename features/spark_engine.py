@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from clm import atomic
 from clm.progress import step_progress
-from clm.spark import SparkError, spark_session
+from clm.spark import SparkError, spark_session, write_single_parquet
 from features import pipeline
 from features.catalog import BUILD_INFO_FILE, FEATURE_FILE, FEATURE_NAMES, LABEL_FILE
 
@@ -246,25 +246,6 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
-def _write_single_parquet(df: DataFrame, staging: Path, target: Path) -> None:
-    """Write `df` (already sorted) with Spark, then join its part files, in order, into the
-    one parquet file the Feast offline store and batch scoring read."""
-    import pyarrow.parquet as pq
-
-    parts_dir = staging / f"{target.name}.parts"
-    df.write.mode("overwrite").option("compression", "zstd").parquet(parts_dir.as_posix())
-    parts = sorted(parts_dir.glob("part-*.parquet"))
-    if not parts:
-        raise SparkError(f"{parts_dir}: Spark wrote no part files")
-    schema = pq.read_schema(parts[0])
-    with pq.ParquetWriter(target, schema, compression="zstd") as writer:
-        for part in parts:
-            file = pq.ParquetFile(part)
-            for i in range(file.num_row_groups):
-                writer.write_table(file.read_row_group(i).cast(schema))
-    shutil.rmtree(parts_dir)
-
-
 def run_build_spark(settings: Settings, progress: bool = True) -> dict:
     """The feature table and labels, computed by Spark from the pipeline's own SQL; the
     same files and summary as `features.pipeline.run_build`."""
@@ -294,6 +275,9 @@ def run_build_spark(settings: Settings, progress: bool = True) -> dict:
             # DuckDB's lenient semantics where they differ from ANSI Spark (an index past a
             # list's end is NULL, not an error); the SQL guards its own divisions.
             spark.conf.set("spark.sql.ansi.enabled", "false")
+            # Feast's Spark offline store turns this on in the session it shares with us:
+            # `name` would then be a column regex, not a quoted identifier.
+            spark.conf.set("spark.sql.parser.quotedRegexColumnNames", "false")
             con = SparkSql(spark)
             step(1)
             raw = pipeline._discover(con, raw_dir)
@@ -343,9 +327,9 @@ def _write(con: SparkSql, tmp: Path) -> dict[str, Any]:
     cols = [F.col("customer_id"), F.col("event_timestamp")]
     cols += [F.col(name).cast("double").alias(name) for name in FEATURE_NAMES]
     features = feat.select(*cols).orderBy("event_timestamp", "customer_id")
-    _write_single_parquet(features, tmp, tmp / FEATURE_FILE)
+    write_single_parquet(features, tmp, tmp / FEATURE_FILE)
     labels = con.table("labels").orderBy("snapshot_ts", "customer_id")
-    _write_single_parquet(labels, tmp, tmp / LABEL_FILE)
+    write_single_parquet(labels, tmp, tmp / LABEL_FILE)
     row = feat.agg(F.count(F.lit(1)), F.countDistinct("customer_id")).collect()[0]
     snaps = feat.select(F.date_format("event_timestamp", "yyyy-MM-dd'T'HH:mm:ssxxx").alias("s"))
     labelled = con.table("labels").where(F.col("churn_90d").isNotNull()).count()

@@ -2,8 +2,9 @@
 
 The store's configuration is built from `Settings` (no environment reads here):
 embedded profile = DuckDB offline store over the feature parquet, SQLite online
-store and a file registry under `$CLM_HOME/feast`; production profile = the
-same offline store, Redis online store and the SQL registry on PostgreSQL.
+store and a file registry under `$CLM_HOME/feast`; production profile = Feast's
+Spark offline store over the same parquet (docs/scale.md), Redis online store and
+the SQL registry on PostgreSQL (`features.offline_store` overrides the offline store).
 `features/feature_store.yaml` describes the embedded profile for `feast` commands.
 """
 
@@ -47,6 +48,25 @@ def feature_table_path(settings: Settings) -> Path:
     return settings.feature_dir / FEATURE_FILE
 
 
+def offline_store_config(settings: Settings) -> dict[str, Any]:
+    """DuckDB over the parquet, or Feast's Spark offline store on settings.spark's session."""
+    if settings.features.offline_engine == "spark":
+        from clm.spark import spark_conf
+
+        return {"type": "spark", "spark_conf": spark_conf(settings)}
+    return {"type": "duckdb"}
+
+
+def _start_offline_engine(settings: Settings) -> None:
+    """Start Spark from our settings (quiet logs, UTC, scratch under $CLM_HOME) before Feast's
+    Spark offline store looks for a running session; only where the offline store is used,
+    never in the service (online reads need no JVM)."""
+    if settings.features.offline_engine == "spark":
+        from clm.spark import spark_session
+
+        spark_session(settings)
+
+
 def repo_config(settings: Settings) -> RepoConfig:
     """Feast's RepoConfig for the configured profile."""
     from feast.repo_config import RepoConfig
@@ -54,7 +74,7 @@ def repo_config(settings: Settings) -> RepoConfig:
     common: dict[str, Any] = {
         "project": settings.features.project,
         "provider": "local",
-        "offline_store": {"type": "duckdb"},
+        "offline_store": offline_store_config(settings),
         "entity_key_serialization_version": 3,
         "repo_path": REPO_DIR,
     }
@@ -125,7 +145,7 @@ def run_apply(settings: Settings) -> None:
     if settings.features.profile == "production":
         _ensure_postgres_database(settings.features.registry_postgres)
     store = feature_store(settings)
-    objects = list(feast_objects(path.as_posix()).values())
+    objects = list(feast_objects(path.as_posix(), settings.features.offline_engine).values())
     try:
         store.apply(objects)  # type: ignore[arg-type]
     except Exception as exc:
@@ -155,6 +175,7 @@ def run_materialize(settings: Settings, full: bool = False) -> None:
     snaps = snapshots(settings)
     store = feature_store(settings)
     _require_applied(store, settings)
+    _start_offline_engine(settings)
     # Snapshot rows lie in the past (the data's period), so the end is the last snapshot.
     end = snaps[-1].to_pydatetime() + timedelta(seconds=1)
     start = snaps[0].to_pydatetime() - timedelta(seconds=1)
@@ -225,10 +246,14 @@ def training_frame(
     with step_progress(description, None, progress, transient=True):
         store = feature_store(settings)
         _require_applied(store, settings)
+        _start_offline_engine(settings)
         fs = store.get_feature_service(service)
         out = store.get_historical_features(entity_df=entities, features=fs).to_df()
     out = out.sort_values("__row").drop(columns="__row").reset_index(drop=True)
-    out[TIMESTAMP_FIELD] = pd.to_datetime(out[TIMESTAMP_FIELD], utc=True)
+    # The entities' own resolution (Spark's offline store hands back nanoseconds).
+    out[TIMESTAMP_FIELD] = pd.to_datetime(out[TIMESTAMP_FIELD], utc=True).astype(
+        "datetime64[us, UTC]"
+    )
     cols = [c for c in entity_df.columns] + names
     out = out[cols]
     out[names] = out[names].astype("float64")

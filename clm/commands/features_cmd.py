@@ -25,6 +25,8 @@ def _say(message: str) -> None:
 
 
 class Engine(StrEnum):
+    """Where the feature build and batch scoring run (DESIGN.md, Engines)."""
+
     duckdb = "duckdb"
     spark = "spark"
 

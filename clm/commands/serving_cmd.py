@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 import typer
 
+from clm.commands.features_cmd import Engine
 from clm.context import State, user_errors
 
 
@@ -85,12 +86,20 @@ def score_batch(
             show_default=False,
         ),
     ] = None,
+    engine: Annotated[
+        Engine,
+        typer.Option(
+            "--engine",
+            help="duckdb: this process (default); spark: inside Spark with LightGBM "
+            "(spark.master in mlflow.yaml; docs/scale.md).",
+        ),
+    ] = Engine.duckdb,
 ) -> None:
     """Score every customer with the champion models from the offline store."""
     state: State = ctx.obj
     with user_errors():
         from clm.families import parse_families
-        from serving.batch import parse_as_of, run_score_batch
+        from serving.batch import parse_as_of
 
         families = parse_families(models) if models is not None else None
         day = parse_as_of(as_of)
@@ -100,16 +109,34 @@ def score_batch(
                 f"[yellow]warning:[/] --as-of {day} is not a month end: scoring the snapshot "
                 f"of {month_end} (or the latest one before it)"
             )
-        summary = run_score_batch(
-            state.settings,
-            as_of=as_of,
-            out=out,
-            compiled=compiled,
-            families=families,
-            output_format=output_format,
-            top=top,
-            by=by,
-        )
+        if engine is Engine.spark:
+            from clm.errors import ClmError
+            from serving.spark_batch import run_score_batch_spark
+
+            if compiled:
+                raise ClmError("--compiled is for the default engine; Spark scores with LightGBM")
+            summary = run_score_batch_spark(
+                state.settings,
+                as_of=as_of,
+                out=out,
+                output_format=output_format,
+                top=top,
+                by=by,
+                families=families,
+            )
+        else:
+            from serving.batch import run_score_batch
+
+            summary = run_score_batch(
+                state.settings,
+                as_of=as_of,
+                out=out,
+                compiled=compiled,
+                families=families,
+                output_format=output_format,
+                top=top,
+                by=by,
+            )
     for family, why in summary["skipped"].items():
         typer.echo(f"{family}: skipped, {why}", err=True)
     fallback = {

@@ -58,6 +58,7 @@ def test_untranslatable_sql_names_the_statement(spark: SparkSession) -> None:
         SparkSql(spark).execute("CREATE OR REPLACE TEMP TABLE t AS SELECT * FROM no_such_table")
 
 
+@pytest.mark.slow
 def test_spark_build_equals_duckdb_build(
     spark: SparkSession, feature_settings: Settings, tmp_path: Path
 ) -> None:
