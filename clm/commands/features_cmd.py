@@ -64,9 +64,15 @@ def apply(ctx: typer.Context) -> None:
     """Register the Feast definitions (feast apply) for the configured profile."""
     state: State = ctx.obj
     with user_errors():
-        from features.store import run_apply
+        import sys
 
-        run_apply(state.settings)
+        from clm.progress import step_progress
+
+        # Importing Feast and planning the registry takes several seconds: show the step.
+        with step_progress("feast apply", None, sys.stderr.isatty(), transient=True):
+            from features.store import run_apply
+
+            run_apply(state.settings)
         s = state.settings.features
         _say(f"feast apply: project {s.project!r}, profile {s.profile}")
 
@@ -81,9 +87,14 @@ def materialize(
     """Load the latest feature values into the online store (incremental by default)."""
     state: State = ctx.obj
     with user_errors():
-        from features.store import run_materialize
+        import sys
 
-        run_materialize(state.settings, full=full)
+        from clm.progress import step_progress
+
+        with step_progress("loading the online store", None, sys.stderr.isatty(), transient=True):
+            from features.store import run_materialize
+
+            run_materialize(state.settings, full=full)
         _say(
             f"online store loaded ({'full' if full else 'incremental'}, profile {state.settings.features.profile})"
         )
